@@ -1,0 +1,30 @@
+# berth: the everyday commands. `make test` sets up a fresh machine and runs the suite.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test unit integration lint demo bench clean
+
+setup:
+	./scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest tests
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration tests/compat
+
+lint: setup
+	$(VENV)/bin/ruff check lowrun shim engine tests bench scripts
+	$(VENV)/bin/mypy lowrun shim engine
+
+demo: setup
+	./scripts/demo.sh
+
+bench: setup
+	$(PY) bench/lowrun_run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
