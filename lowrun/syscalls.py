@@ -200,3 +200,63 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
 def fd_path(fd: int) -> str:
     """The /proc path through which mount(2) and friends can use an O_PATH fd."""
     return f"/proc/self/fd/{fd}"
+
+
+# --- Capabilities and privilege bits (capabilities.py, seccomp.py) ---
+PR_GET_KEEPCAPS = 7
+PR_SET_KEEPCAPS = 8
+PR_GET_SECCOMP = 21
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_LOWER = 3
+
+# linux/capability.h: version 3 takes two data structs (capabilities 0-31, 32-63).
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class CapUserHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapUserData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_CapData2 = CapUserData * 2
+_libc.capget.argtypes = [ctypes.POINTER(CapUserHeader), ctypes.POINTER(CapUserData)]
+_libc.capset.argtypes = [ctypes.POINTER(CapUserHeader), ctypes.POINTER(CapUserData)]
+
+
+def capget(pid: int = 0) -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of `pid` (0: the calling thread) as 64-bit masks."""
+    header = CapUserHeader(LINUX_CAPABILITY_VERSION_3, pid)
+    data = _CapData2()
+    _check(_libc.capget(ctypes.byref(header), data), "capget", str(pid))
+    return (
+        data[0].effective | data[1].effective << 32,
+        data[0].permitted | data[1].permitted << 32,
+        data[0].inheritable | data[1].inheritable << 32,
+    )
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's three capability sets from 64-bit masks."""
+    header = CapUserHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = _CapData2()
+    low = 0xFFFFFFFF
+    data[0].effective, data[1].effective = effective & low, effective >> 32
+    data[0].permitted, data[1].permitted = permitted & low, permitted >> 32
+    data[0].inheritable, data[1].inheritable = inheritable & low, inheritable >> 32
+    what = f"effective={effective:#x} permitted={permitted:#x} inheritable={inheritable:#x}"
+    _check(_libc.capset(ctypes.byref(header), data), "capset", what)
+
+
+def get_no_new_privs() -> bool:
+    return prctl(PR_GET_NO_NEW_PRIVS) == 1
+
+
+def set_keepcaps(keep: bool) -> None:
+    prctl(PR_SET_KEEPCAPS, 1 if keep else 0)
