@@ -260,3 +260,46 @@ def get_no_new_privs() -> bool:
 
 def set_keepcaps(keep: bool) -> None:
     prctl(PR_SET_KEEPCAPS, 1 if keep else 0)
+
+
+# mount_setattr(2) (linux/mount.h): attributes changed on a whole mount tree at once.
+SYS_mount_setattr = 442
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_NOEXEC = 0x00000008
+MOUNT_ATTR__ATIME = 0x00000070
+MOUNT_ATTR_RELATIME = 0x00000000
+MOUNT_ATTR_NOATIME = 0x00000010
+MOUNT_ATTR_STRICTATIME = 0x00000020
+MOUNT_ATTR_NODIRATIME = 0x00000080
+MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
+
+
+def mount_setattr(
+    fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0, recursive: bool = True
+) -> None:
+    """Change the attributes of the mount `fd` refers to (and of its submounts if recursive)."""
+    attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, 0)
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    res = _libc.syscall(
+        SYS_mount_setattr, ctypes.c_int(fd), b"", ctypes.c_uint(flags), buf,
+        ctypes.c_size_t(len(attr)),
+    )
+    _check(res, "mount_setattr", fd_path(fd))
+
+
+# statfs(2) f_type values (linux/magic.h) of the filesystems the rootfs code checks.
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+TMPFS_MAGIC = 0x01021994
+CGROUP_SUPER_MAGIC = 0x27E0EB
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
+def fs_type(fd: int) -> int:
+    """The f_type of the filesystem `fd` (O_PATH is fine) lives on; os.statvfs lacks it."""
+    buf = ctypes.create_string_buffer(128)  # struct statfs is 120 bytes on x86_64
+    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs", fd_path(fd))
+    return int(struct.unpack_from("q", buf.raw)[0])
