@@ -1,0 +1,188 @@
+"""The runtime side of `create`: fork the init, wire it into its cgroup, record its state.
+
+Either the container ends up created (its init blocked on the exec fifo, state.json
+written) or nothing is left: no process, no cgroup, no state directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from lowrun import cgroups, hooks, namespaces, process, syscalls
+from lowrun.container.init import InitContext, stage1
+from lowrun.errors import ConfigError, UsageError
+from lowrun.spec.load import load_bundle
+from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
+from lowrun.sync import Channel
+
+CHILD_TIMEOUT = 60.0
+
+
+@dataclass
+class CreateOptions:
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    preserve_fds: int = 0
+    no_pivot: bool = False
+
+
+def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
+    bundle = load_bundle(opts.bundle)
+    config = bundle.config
+    if (config.get("process") or {}).get("terminal") and not opts.console_socket:
+        raise UsageError("process.terminal is true: --console-socket is required")
+    plan = namespaces.plan(config)
+    state_dir = store.reserve(container_id)
+    builder = _Builder(store, container_id, config)
+    try:
+        fifo = str(state_dir / "exec.fifo")
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        parent_end, child_end = Channel.pair()
+        ctx = InitContext(
+            container_id=container_id,
+            bundle=bundle.path,
+            rootfs=bundle.rootfs,
+            config=config,
+            plan=plan,
+            fifo_fd=fifo_fd,
+            channel=child_end,
+            console_socket=opts.console_socket,
+            preserve_fds=opts.preserve_fds,
+            no_pivot=opts.no_pivot,
+        )
+        syscalls.set_child_subreaper()
+        stage1_pid = os.fork()
+        if stage1_pid == 0:
+            parent_end.close()
+            stage1(ctx)
+        child_end.close()
+        os.close(fifo_fd)
+        state = builder.build(parent_end, stage1_pid, bundle.path, bundle.rootfs, plan)
+    except BaseException:
+        builder.undo()
+        raise
+    if opts.pid_file:
+        write_pid_file(opts.pid_file, state.pid)
+    return state
+
+
+class _Builder:
+    """Drives the children through the create protocol and remembers what to undo."""
+
+    def __init__(self, store: StateStore, container_id: str, config: dict[str, Any]) -> None:
+        self.store = store
+        self.container_id = container_id
+        self.config = config
+        self.init_pid = 0
+        self.cgroup: cgroups.CgroupManager | None = None
+
+    def build(
+        self,
+        channel: Channel,
+        stage1_pid: int,
+        bundle: str,
+        rootfs: str,
+        plan: namespaces.NamespacePlan,
+    ) -> ContainerState:
+        msg = channel.recv(timeout=CHILD_TIMEOUT)
+        if msg["type"] == "userns":
+            write_id_maps(stage1_pid, self.config)
+            channel.send("maps-written")
+            msg = channel.recv("pid", timeout=CHILD_TIMEOUT)
+        if msg["type"] != "pid":
+            raise ConfigError("$", f"unexpected message {msg['type']} from the init")
+        self.init_pid = int(msg["pid"])
+        os.waitpid(stage1_pid, 0)
+        linux = self.config.get("linux") or {}
+        process.set_oom_score_adj(self.init_pid, self.config["process"].get("oomScoreAdj"))
+        self.cgroup = cgroups.create_manager(self.container_id, linux.get("cgroupsPath"))
+        self.cgroup.apply(self.init_pid)
+        self.cgroup.set(linux.get("resources") or {})
+        channel.send("cgroup-ready", pid=self.init_pid)
+
+        channel.recv("hooks", timeout=CHILD_TIMEOUT)
+        hook_state = self.hook_state(bundle)
+        hooks.run_hooks(hooks.hooks_for(self.config, "prestart"), hook_state, "prestart")
+        hooks.run_hooks(hooks.hooks_for(self.config, "createRuntime"), hook_state, "createRuntime")
+        channel.send("hooks-done")
+        channel.recv("ready", timeout=CHILD_TIMEOUT)
+        channel.close()
+
+        start = process_start_time(self.init_pid)
+        ns_types = sorted(plan.new | set(plan.join))
+        state = ContainerState(
+            id=self.container_id,
+            bundle=bundle,
+            rootfs=rootfs,
+            pid=self.init_pid,
+            pid_start=start or 0,
+            created=now_rfc3339(),
+            config=self.config,
+            cgroup=self.cgroup.to_state(),
+            namespaces=namespaces.paths_of(self.init_pid, ns_types),
+            annotations=self.config.get("annotations") or {},
+        )
+        self.store.save(state)
+        return state
+
+    def hook_state(self, bundle: str) -> dict[str, Any]:
+        return {
+            "ociVersion": self.config.get("ociVersion", ""),
+            "id": self.container_id,
+            "status": "creating",
+            "pid": self.init_pid,
+            "bundle": bundle,
+            "annotations": self.config.get("annotations") or {},
+        }
+
+    def undo(self) -> None:
+        if self.init_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.init_pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.init_pid, 0)
+        _reap_children()
+        if self.cgroup is not None:
+            with contextlib.suppress(Exception):
+                self.cgroup.destroy()
+        with contextlib.suppress(OSError):
+            self.store.remove(self.container_id)
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def write_id_maps(pid: int, config: dict[str, Any]) -> None:
+    linux = config.get("linux") or {}
+    for kind, key in (("uid", "uidMappings"), ("gid", "gidMappings")):
+        lines = "".join(
+            f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or []
+        )
+        if not lines:
+            continue
+        try:
+            with open(f"/proc/{pid}/{kind}_map", "w") as f:
+                f.write(lines)
+        except OSError as exc:
+            raise ConfigError(f"$.linux.{key}", f"cannot write {kind}_map: {exc.strerror}") from None
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)

@@ -1,0 +1,72 @@
+"""The channel between lowrun and the processes it forks: JSON messages on a socketpair.
+
+A child that fails sends its error as a message, so that the parent raises the same
+kind of error with the same message (and JSON path) as if it had failed itself.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from typing import Any
+
+from lowrun import errors
+
+_MAX = 65536
+
+
+class Channel:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @staticmethod
+    def pair() -> tuple[Channel, Channel]:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        return Channel(a), Channel(b)
+
+    def send(self, kind: str, **data: Any) -> None:
+        self.sock.send(json.dumps({"type": kind, **data}).encode())
+
+    def send_error(self, exc: BaseException) -> None:
+        msg: dict[str, Any] = {"kind": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, errors.ConfigError):
+            msg.update(where=exc.where, problem=exc.problem)
+        self.send("error", **msg)
+
+    def recv(self, expect: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        if timeout is not None:
+            ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready:
+                raise errors.LowrunError(f"timed out waiting for the container's {expect or 'reply'}")
+        raw = self.sock.recv(_MAX)
+        if not raw:
+            raise errors.LowrunError(
+                f"the container's init exited before {expect or 'replying'} (see its stderr)"
+            )
+        msg: dict[str, Any] = json.loads(raw)
+        if msg["type"] == "error":
+            raise _rebuild(msg)
+        if expect is not None and msg["type"] != expect:
+            raise errors.LowrunError(f"protocol error: expected {expect}, got {msg['type']}")
+        return msg
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def _rebuild(msg: dict[str, Any]) -> errors.LowrunError:
+    if msg.get("kind") == "ConfigError":
+        return errors.ConfigError(msg["where"], msg["problem"])
+    cls = getattr(errors, msg.get("kind", ""), None)
+    if isinstance(cls, type) and issubclass(cls, errors.LowrunError) and cls not in (
+        errors.ContainerNotFound,
+        errors.ContainerExists,
+        errors.SyscallError,
+        errors.ConfigError,
+    ):
+        return cls(msg["message"])
+    return errors.LowrunError(msg["message"])
