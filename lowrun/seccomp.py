@@ -1,0 +1,415 @@
+"""`linux.seccomp` compiled to a BPF filter through libseccomp, loaded by the container's init.
+
+Two steps, so that the init can fail at `create` time and keep the late window short:
+`compile(spec)` validates the spec (every error is a `ConfigError` with its JSON path) and
+builds the filter in libseccomp; `SeccompFilter.load()` is the one call made late, right
+before exec when `noNewPrivileges` is set (see docs/security.md for the order).
+
+Semantics follow runc 1.1, the runtime the specs are written against:
+- a syscall name libseccomp cannot resolve is skipped (a profile may name newer calls);
+- a rule whose action equals the default action is skipped (libseccomp refuses it);
+- several conditions on the same argument index become one rule per condition (OR),
+  conditions on distinct indexes one rule (AND);
+- `SCMP_ACT_ERRNO`/`SCMP_ACT_TRACE` without `errnoRet` return EPERM; `errnoRet` on other
+  actions is ignored;
+- libseccomp's own NO_NEW_PRIVS attribute is turned off: the spec's `noNewPrivileges`
+  decides, so loading without it needs CAP_SYS_ADMIN.
+`SCMP_ACT_NOTIFY` needs a seccomp agent at `listenerPath`; lowrun refuses it clearly.
+
+libseccomp is loaded with ctypes only when a spec has seccomp, so `lowrun` stays lean.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lowrun.errors import ConfigError, LowrunError, SyscallError
+
+log = logging.getLogger(__name__)
+
+# libseccomp actions (seccomp.h). ERRNO and TRACE carry 16 bits of data.
+ACT_KILL_THREAD = 0x00000000
+ACT_KILL_PROCESS = 0x80000000
+ACT_TRAP = 0x00030000
+ACT_ERRNO = 0x00050000
+ACT_NOTIFY = 0x7FC00000
+ACT_TRACE = 0x7FF00000
+ACT_LOG = 0x7FFC0000
+ACT_ALLOW = 0x7FFF0000
+
+_ACTIONS = {
+    "SCMP_ACT_KILL": ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_THREAD": ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_PROCESS": ACT_KILL_PROCESS,
+    "SCMP_ACT_TRAP": ACT_TRAP,
+    "SCMP_ACT_ERRNO": ACT_ERRNO,
+    "SCMP_ACT_TRACE": ACT_TRACE,
+    "SCMP_ACT_ALLOW": ACT_ALLOW,
+    "SCMP_ACT_LOG": ACT_LOG,
+    "SCMP_ACT_NOTIFY": ACT_NOTIFY,
+}
+_WITH_DATA = (ACT_ERRNO, ACT_TRACE)
+
+# enum scmp_compare
+_OPS = {
+    "SCMP_CMP_NE": 1,
+    "SCMP_CMP_LT": 2,
+    "SCMP_CMP_LE": 3,
+    "SCMP_CMP_EQ": 4,
+    "SCMP_CMP_GE": 5,
+    "SCMP_CMP_GT": 6,
+    "SCMP_CMP_MASKED_EQ": 7,
+}
+
+# enum scmp_filter_attr
+_ATTR_CTL_NNP = 3
+_ATTR_CTL_TSYNC = 4
+_ATTR_CTL_LOG = 6
+_ATTR_CTL_SSB = 7
+
+FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC,
+    "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
+}
+
+# OCI architecture names; libseccomp's name is the lower-case suffix.
+_ARCH_SUFFIXES = (
+    "X86 X86_64 X32 ARM AARCH64 MIPS MIPS64 MIPS64N32 MIPSEL MIPSEL64 MIPSEL64N32 "
+    "PPC PPC64 PPC64LE S390 S390X PARISC PARISC64 RISCV64 LOONGARCH64"
+)
+ARCHITECTURES = frozenset("SCMP_ARCH_" + a for a in _ARCH_SUFFIXES.split())
+
+_NR_SCMP_ERROR = -1
+_MAX_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Condition:
+    index: int
+    op: int
+    value: int
+    value_two: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One syscall entry of the spec, expanded to one name; `where` is its JSON path."""
+
+    name: str
+    action: int
+    conditions: tuple[Condition, ...]
+    where: str
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """The validated spec: what `compile` hands to libseccomp."""
+
+    default_action: int
+    architectures: tuple[str, ...]
+    flags: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+
+def wanted(spec: Mapping[str, Any] | None) -> bool:
+    """False when the spec asks for no filter (absent, or no defaultAction and no syscalls),
+    which runc treats as seccomp disabled."""
+    if spec is None:
+        return False
+    return bool(spec.get("defaultAction")) or bool(spec.get("syscalls"))
+
+
+def _uint(value: Any, where: str, limit: int = _MAX_U64) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ConfigError(where, f"must be an integer from 0 to {limit}, not {value!r}")
+    return value
+
+
+def _action(name: Any, errno_ret: Any, where: str, errno_where: str) -> int:
+    if not isinstance(name, str) or name not in _ACTIONS:
+        raise ConfigError(where, f"unknown seccomp action {name!r} (known: {', '.join(_ACTIONS)})")
+    action = _ACTIONS[name]
+    if action == ACT_NOTIFY:
+        raise ConfigError(
+            where, "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), not supported by lowrun"
+        )
+    if action in _WITH_DATA:
+        data = errno.EPERM if errno_ret is None else _uint(errno_ret, errno_where, 0xFFFF)
+        return action | data
+    return action
+
+
+def _conditions(args: Any, where: str) -> tuple[Condition, ...]:
+    if args is None:
+        return ()
+    if not isinstance(args, list):
+        raise ConfigError(where, "must be an array of argument conditions")
+    result = []
+    for i, arg in enumerate(args):
+        at = f"{where}[{i}]"
+        if not isinstance(arg, Mapping):
+            raise ConfigError(at, "must be an object with index, value, op")
+        for key in ("index", "value", "op"):
+            if key not in arg:
+                raise ConfigError(at, f"missing {key!r}")
+        op = arg["op"]
+        if not isinstance(op, str) or op not in _OPS:
+            raise ConfigError(f"{at}.op", f"unknown operator {op!r} (known: {', '.join(_OPS)})")
+        result.append(
+            Condition(
+                index=_uint(arg["index"], f"{at}.index", 5),
+                op=_OPS[op],
+                value=_uint(arg["value"], f"{at}.value"),
+                value_two=_uint(arg.get("valueTwo", 0), f"{at}.valueTwo"),
+            )
+        )
+    return tuple(result)
+
+
+def _rules(syscalls: Any, where: str) -> tuple[Rule, ...]:
+    if syscalls is None:
+        return ()
+    if not isinstance(syscalls, list):
+        raise ConfigError(where, "must be an array")
+    rules: list[Rule] = []
+    for i, entry in enumerate(syscalls):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(at, "must be an object with names and action")
+        names = entry.get("names")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{at}.names", "must be an array of syscall names")
+        if "action" not in entry:
+            raise ConfigError(f"{at}.action", "missing")
+        action = _action(entry["action"], entry.get("errnoRet"), f"{at}.action", f"{at}.errnoRet")
+        conditions = _conditions(entry.get("args"), f"{at}.args")
+        rules.extend(Rule(name, action, conditions, at) for name in names)
+    return tuple(rules)
+
+
+def plan(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> FilterPlan:
+    """Validate `linux.seccomp` without touching libseccomp."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(where, "must be an object")
+    if "defaultAction" not in spec:
+        raise ConfigError(f"{where}.defaultAction", "missing")
+    default = _action(
+        spec["defaultAction"],
+        spec.get("defaultErrnoRet"),
+        f"{where}.defaultAction",
+        f"{where}.defaultErrnoRet",
+    )
+    arches = spec.get("architectures") or []
+    if not isinstance(arches, list):
+        raise ConfigError(f"{where}.architectures", "must be an array")
+    for i, arch in enumerate(arches):
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"{where}.architectures[{i}]", f"unknown architecture {arch!r}")
+    flags = spec.get("flags") or []
+    if not isinstance(flags, list):
+        raise ConfigError(f"{where}.flags", "must be an array")
+    for i, flag in enumerate(flags):
+        if flag not in FLAGS:
+            raise ConfigError(
+                f"{where}.flags[{i}]", f"unknown flag {flag!r} (known: {', '.join(FLAGS)})"
+            )
+    if spec.get("listenerPath"):
+        log.warning("%s.listenerPath: ignored, SCMP_ACT_NOTIFY is not supported", where)
+    return FilterPlan(
+        default_action=default,
+        architectures=tuple(arches),
+        flags=tuple(flags),
+        rules=_rules(spec.get("syscalls"), f"{where}.syscalls"),
+    )
+
+
+# --- libseccomp through ctypes, loaded on first use ---
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+_lib: ctypes.CDLL | None = None
+
+
+def _libseccomp() -> ctypes.CDLL:
+    global _lib
+    if _lib is not None:
+        return _lib
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError as e:
+        raise LowrunError(f"seccomp requested but libseccomp.so.2 cannot be loaded: {e}") from e
+    ctx = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_init.restype = ctx
+    lib.seccomp_release.argtypes = [ctx]
+    lib.seccomp_release.restype = None
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_add.argtypes = [ctx, ctypes.c_uint32]
+    lib.seccomp_attr_set.argtypes = [ctx, ctypes.c_int, ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_rule_add_array.argtypes = [
+        ctx,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    ]
+    lib.seccomp_load.argtypes = [ctx]
+    lib.seccomp_export_bpf.argtypes = [ctx, ctypes.c_int]
+    lib.seccomp_version.argtypes = []
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    _lib = lib
+    return lib
+
+
+def available() -> bool:
+    """libseccomp loads and the kernel has seccomp filters."""
+    try:
+        _libseccomp()
+    except LowrunError:
+        return False
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return any(line.startswith("Seccomp:") for line in f)
+    except OSError:
+        return False
+
+
+def libseccomp_version() -> tuple[int, int, int]:
+    v = _libseccomp().seccomp_version().contents
+    return (v.major, v.minor, v.micro)
+
+
+@dataclass
+class SeccompFilter:
+    """A filter built in libseccomp, ready to load into the calling thread.
+
+    `skipped` names the syscalls libseccomp did not know (ignored, as runc does).
+    """
+
+    plan: FilterPlan
+    skipped: tuple[str, ...] = ()
+    _ctx: int | None = field(default=None, repr=False)
+
+    def _handle(self) -> int:
+        if self._ctx is None:
+            raise LowrunError("seccomp filter already released")
+        return self._ctx
+
+    def load(self) -> None:
+        """Install the filter: it applies to this thread and everything it execs from now on.
+
+        Without no_new_privs the kernel requires CAP_SYS_ADMIN (EACCES otherwise).
+        """
+        rc = _libseccomp().seccomp_load(self._handle())
+        if rc < 0:
+            raise SyscallError(-rc, "seccomp_load", f"{len(self.plan.rules)} rules")
+
+    def bpf(self) -> bytes:
+        """The compiled BPF program (seccomp_export_bpf), for tests and debugging."""
+        fd = os.memfd_create("lowrun-seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            rc = _libseccomp().seccomp_export_bpf(self._handle(), fd)
+            if rc < 0:
+                raise SyscallError(-rc, "seccomp_export_bpf")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._ctx is not None:
+            _libseccomp().seccomp_release(self._ctx)
+            self._ctx = None
+
+    def __del__(self) -> None:
+        if self._ctx is not None and _lib is not None:
+            _lib.seccomp_release(self._ctx)
+            self._ctx = None
+
+
+def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: Rule, conds: Sequence[Condition]) -> None:
+    array = (_ArgCmp * max(len(conds), 1))()
+    for slot, c in zip(array, conds, strict=False):
+        slot.arg, slot.op, slot.datum_a, slot.datum_b = c.index, c.op, c.value, c.value_two
+    rc = lib.seccomp_rule_add_array(ctx, rule.action, nr, len(conds), array)
+    if rc < 0:
+        raise ConfigError(
+            rule.where, f"libseccomp refused the rule for {rule.name!r}: {os.strerror(-rc)}"
+        )
+
+
+def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, ...]:
+    rc = lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
+    if rc < 0:
+        raise SyscallError(-rc, "seccomp_attr_set", "NO_NEW_PRIVS")
+    for i, flag in enumerate(p.flags):
+        rc = lib.seccomp_attr_set(ctx, FLAGS[flag], 1)
+        if rc < 0:
+            raise ConfigError(f"{where}.flags[{i}]", f"{flag} not supported: {os.strerror(-rc)}")
+    for i, arch in enumerate(p.architectures):
+        token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
+        if token == 0:
+            raise ConfigError(f"{where}.architectures[{i}]", f"{arch} unknown to libseccomp")
+        rc = lib.seccomp_arch_add(ctx, token)
+        if rc < 0 and rc != -errno.EEXIST:
+            raise ConfigError(f"{where}.architectures[{i}]", f"{arch}: {os.strerror(-rc)}")
+    skipped: list[str] = []
+    for rule in p.rules:
+        if rule.action == p.default_action:
+            continue
+        nr = lib.seccomp_syscall_resolve_name(rule.name.encode())
+        if nr == _NR_SCMP_ERROR:
+            if rule.name not in skipped:
+                skipped.append(rule.name)
+            continue
+        indexes = [c.index for c in rule.conditions]
+        if len(set(indexes)) < len(indexes):
+            for c in rule.conditions:
+                _add_rule(lib, ctx, nr, rule, [c])
+        else:
+            _add_rule(lib, ctx, nr, rule, rule.conditions)
+    if skipped:
+        log.debug("seccomp: syscalls unknown to libseccomp ignored: %s", ", ".join(skipped))
+    return tuple(skipped)
+
+
+def compile(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> SeccompFilter:
+    """Validate `spec` and build its filter in libseccomp (nothing is loaded yet)."""
+    p = plan(spec, where)
+    lib = _libseccomp()
+    ctx = lib.seccomp_init(p.default_action)
+    if not ctx:
+        raise ConfigError(
+            f"{where}.defaultAction", "libseccomp refused the default action on this kernel"
+        )
+    try:
+        skipped = _build(lib, ctx, p, where)
+    except BaseException:
+        lib.seccomp_release(ctx)
+        raise
+    return SeccompFilter(plan=p, skipped=skipped, _ctx=ctx)
