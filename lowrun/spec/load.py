@@ -26,8 +26,17 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "config.json"
 
-# Namespace types lowrun can enter by `path` (setns); the others may only be created.
-JOINABLE_NAMESPACES = frozenset({"pid", "network", "mount", "ipc", "uts", "cgroup"})
+# Namespace types lowrun can enter by `path` (setns). Since Linux 5.8 that is every type
+# the spec names; the check stays so that a type added to the schema is not joined blindly.
+JOINABLE_NAMESPACES = frozenset(
+    {"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"}
+)
+
+# The entry under /proc/self/ns/ that exists when the kernel has a namespace type.
+_PROC_NS_NAMES = {
+    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc",
+    "uts": "uts", "user": "user", "cgroup": "cgroup", "time": "time",
+}
 
 
 class Bundle:
@@ -273,6 +282,12 @@ def _check_namespaces(config: dict[str, Any]) -> None:
                 f"(first at $.linux.namespaces[{first[kind]}])",
             )
         first[kind] = index
+        proc_name = _PROC_NS_NAMES.get(kind, kind)
+        if not os.path.exists(f"/proc/self/ns/{proc_name}"):
+            raise ConfigError(
+                f"{where}.type",
+                f"this kernel has no {kind} namespaces (/proc/self/ns/{proc_name} is missing)",
+            )
         if "path" in namespace:
             path = namespace["path"]
             if kind not in JOINABLE_NAMESPACES:
