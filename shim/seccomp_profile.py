@@ -223,8 +223,16 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
     """(major, minor) of a kernel release string such as "6.18.44-fc-v669"."""
     text = release or os.uname().release
     parts = [*text.split("-")[0].split("."), "0"][:2]
-    digits = ["".join(ch for ch in p if ch.isdigit()) or "0" for p in parts]
-    return (int(digits[0]), int(digits[1]))
+    return (_leading_int(parts[0]), _leading_int(parts[1]))
+
+
+def _leading_int(text: str) -> int:
+    digits = ""
+    for ch in text:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits or "0")
 
 
 def _applies(rule: _Rule, caps: frozenset[str], arch: str, kernel: tuple[int, int]) -> bool:
