@@ -72,6 +72,7 @@ _ATTR_CTL_NNP = 3
 _ATTR_CTL_TSYNC = 4
 _ATTR_CTL_LOG = 6
 _ATTR_CTL_SSB = 7
+_ATTR_API_SYSRAWRC = 9
 
 FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC,
@@ -367,6 +368,9 @@ def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, 
     rc = lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
     if rc < 0:
         raise SyscallError(-rc, "seccomp_attr_set", "NO_NEW_PRIVS")
+    # The kernel's errno from seccomp_load (EACCES, EINVAL) rather than libseccomp's ECANCELED;
+    # libseccomp before 2.5 lacks the attribute and keeps ECANCELED.
+    lib.seccomp_attr_set(ctx, _ATTR_API_SYSRAWRC, 1)
     for i, flag in enumerate(p.flags):
         rc = lib.seccomp_attr_set(ctx, FLAGS[flag], 1)
         if rc < 0:

@@ -259,7 +259,7 @@ def test_rule_equal_to_the_default_is_skipped() -> None:
 
 @needs_libseccomp
 def test_argument_conditions_reach_the_bpf() -> None:
-    spec = {
+    spec: dict[str, Any] = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [
             {

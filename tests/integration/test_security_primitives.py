@@ -1,0 +1,517 @@
+"""Capabilities, no_new_privs and seccomp on the real kernel, each in a forked child.
+
+Every test forks, applies the primitive in the child only, and has the child report what
+the kernel then lets it do through a pipe (as JSON, or as the output of a program it
+execs). The parent always reaps the child, and kills it if it hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lowrun import capabilities as caps
+from lowrun import seccomp, syscalls
+from lowrun.errors import SyscallError
+from shim.seccomp_profile import DOCKER_DEFAULT_CAPABILITIES, default_seccomp_profile
+
+pytestmark = pytest.mark.root
+
+needs_seccomp = pytest.mark.skipif(not seccomp.available(), reason="libseccomp not available")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.personality.argtypes = [ctypes.c_ulong]
+
+SYS_clone3 = 435
+SYS_keyctl = 250
+KEYCTL_GET_KEYRING_ID = 0
+KEY_SPEC_SESSION_KEYRING = -3
+NOBODY = 65534
+CAT = shutil.which("cat") or "/bin/cat"
+
+
+@dataclass
+class Child:
+    status: int
+    output: bytes
+
+    @property
+    def exit_code(self) -> int | None:
+        return os.waitstatus_to_exitcode(self.status) if os.WIFEXITED(self.status) else None
+
+    @property
+    def signal(self) -> int | None:
+        return os.WTERMSIG(self.status) if os.WIFSIGNALED(self.status) else None
+
+    def report(self) -> Any:
+        assert self.exit_code == 0, f"child failed ({self.status:#x}): {self.output!r}"
+        return json.loads(self.output)
+
+    def proc_status(self) -> dict[str, str]:
+        assert self.exit_code == 0, f"child failed ({self.status:#x}): {self.output!r}"
+        fields = {}
+        for line in self.output.decode().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+        return fields
+
+
+def in_child(body: Callable[[int], Any], timeout: float = 30) -> Child:
+    """Run body(write_fd) in a forked child and collect what it writes.
+
+    A body that returns a value has it written as JSON; one that execs writes by itself.
+    Exceptions become a non-zero exit with the error text as output.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.close(r)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            result = body(w)
+            os.write(w, json.dumps(result).encode())
+        except BaseException as e:
+            code = 1
+            with contextlib.suppress(OSError):
+                os.write(w, f"{type(e).__name__}: {e}".encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError("child timed out")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    return Child(status, b"".join(chunks))
+
+
+def exec_cat_status(w: int) -> None:
+    """Exec a plain (non-setuid, no file caps) program that prints /proc/self/status."""
+    os.dup2(w, 1)
+    os.execv(CAT, [CAT, "/proc/self/status"])
+
+
+def errno_of(call: Callable[[], Any]) -> int:
+    try:
+        call()
+    except OSError as e:
+        return e.errno or -1
+    return 0
+
+
+def libc_errno(result: int) -> int:
+    return ctypes.get_errno() if result == -1 else 0
+
+
+def only(*names: str) -> caps.CapabilitySets:
+    """The same names in bounding, effective, permitted (like runc's default spec)."""
+    listed = list(names)
+    return caps.parse({"bounding": listed, "effective": listed, "permitted": listed})
+
+
+def _status_field(key: str) -> str:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return line.split(":", 1)[1].strip()
+    raise KeyError(key)
+
+
+# --- capabilities ---
+
+
+def test_dropping_bounding_caps_shows_in_capbnd() -> None:
+    sets = only("CAP_KILL", "CAP_CHOWN")
+
+    def body(w: int) -> Any:
+        caps.drop_bounding(sets)
+        return _status_field("CapBnd")
+
+    assert int(in_child(body).report(), 16) == 0x21
+    assert int(_status_field("CapBnd"), 16) != 0x21  # the parent kept its own
+
+
+def test_child_with_only_cap_kill_cannot_chown(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+
+    def attempt(sets: caps.CapabilitySets) -> Callable[[int], Any]:
+        def body(w: int) -> Any:
+            caps.drop_bounding(sets)
+            caps.apply(sets)
+            return {
+                "errno": errno_of(lambda: os.chown(target, 1234, 1234)),
+                "eff": caps.current().names("effective"),
+            }
+
+        return body
+
+    denied = in_child(attempt(only("CAP_KILL"))).report()
+    assert denied == {"errno": errno.EPERM, "eff": ["CAP_KILL"]}
+    assert target.stat().st_uid == 0
+    allowed = in_child(attempt(only("CAP_KILL", "CAP_CHOWN"))).report()
+    assert allowed["errno"] == 0
+    assert target.stat().st_uid == 1234
+
+
+def test_apply_sets_exactly_what_the_kernel_reports() -> None:
+    sets = caps.parse(
+        {
+            "bounding": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETPCAP"],
+            "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "inheritable": ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+            "ambient": ["CAP_NET_BIND_SERVICE"],
+        }
+    )
+
+    def body(w: int) -> Any:
+        caps.drop_bounding(sets)
+        caps.apply(sets)
+        now = caps.current()
+        return {s: now.names(s) for s in caps.SET_NAMES}
+
+    got = in_child(body).report()
+    assert got == {s: sets.names(s) for s in caps.SET_NAMES}
+
+
+def _become_nobody(sets: caps.CapabilitySets) -> None:
+    caps.drop_bounding(sets)
+    caps.keep_for_setuid()
+    os.setgroups([])
+    os.setresgid(NOBODY, NOBODY, NOBODY)
+    os.setresuid(NOBODY, NOBODY, NOBODY)
+    caps.apply(sets)
+
+
+def test_ambient_caps_survive_exec_of_a_non_root_program() -> None:
+    listed = ["CAP_NET_BIND_SERVICE", "CAP_KILL"]
+    with_ambient = caps.parse(
+        {s: listed for s in ("bounding", "effective", "permitted", "inheritable")}
+        | {"ambient": ["CAP_NET_BIND_SERVICE"]}
+    )
+    without = caps.parse({s: listed for s in ("bounding", "effective", "permitted")})
+
+    def run(sets: caps.CapabilitySets) -> dict[str, str]:
+        def body(w: int) -> None:
+            _become_nobody(sets)
+            exec_cat_status(w)
+
+        return in_child(body).proc_status()
+
+    kept = run(with_ambient)
+    assert kept["Uid"].split()[0] == str(NOBODY)
+    assert int(kept["CapAmb"], 16) == 1 << 10
+    assert int(kept["CapEff"], 16) == 1 << 10
+    assert int(kept["CapPrm"], 16) == 1 << 10
+    assert int(kept["CapBnd"], 16) == 1 << 10 | 1 << 5
+    lost = run(without)  # a non-root exec without ambient caps ends with none
+    assert lost["Uid"].split()[0] == str(NOBODY)
+    assert int(lost["CapEff"], 16) == 0
+    assert int(lost["CapPrm"], 16) == 0
+
+
+def test_keepcaps_is_what_keeps_permitted_across_setuid() -> None:
+    sets = only("CAP_KILL", "CAP_SETPCAP")
+
+    def body(w: int) -> Any:
+        caps.drop_bounding(sets)
+        os.setresuid(NOBODY, NOBODY, NOBODY)  # without keep_for_setuid
+        try:
+            caps.apply(sets)
+        except SyscallError as e:
+            return {"errno": e.errno}
+        return {"errno": 0}
+
+    assert in_child(body).report() == {"errno": errno.EPERM}
+
+
+# --- no_new_privs ---
+
+
+def test_no_new_privs_stays_set_after_exec() -> None:
+    def body(w: int) -> None:
+        syscalls.set_no_new_privs()
+        exec_cat_status(w)
+
+    def plain(w: int) -> None:
+        exec_cat_status(w)
+
+    assert in_child(body).proc_status()["NoNewPrivs"] == "1"
+    assert in_child(plain).proc_status()["NoNewPrivs"] == "0"
+
+
+# --- seccomp ---
+
+
+def _errno_rule(names: list[str], errno_ret: int, **extra: Any) -> dict[str, Any]:
+    return {"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno_ret, **extra}
+
+
+@needs_seccomp
+def test_seccomp_errno_for_mkdir_while_other_calls_work(tmp_path: Path) -> None:
+    spec = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [_errno_rule(["mkdir", "mkdirat", "no_such_syscall_xyz"], errno.ENOMEDIUM)],
+    }
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        (tmp_path / "written").write_text("ok")
+        return {
+            "mkdir": errno_of(lambda: os.mkdir(tmp_path / "d")),
+            "rmdir": errno_of(lambda: os.rmdir(tmp_path / "missing")),
+            "read": (tmp_path / "written").read_text(),
+            "pid": os.getpid() > 1,
+            "skipped": list(f.skipped),
+            "mode": _status_field("Seccomp"),
+        }
+
+    got = in_child(body).report()
+    assert got == {
+        "mkdir": errno.ENOMEDIUM,
+        "rmdir": errno.ENOENT,
+        "read": "ok",
+        "pid": True,
+        "skipped": ["no_such_syscall_xyz"],
+        "mode": "2",
+    }
+    assert not (tmp_path / "d").exists()
+    os.mkdir(tmp_path / "d")  # the parent has no filter
+
+
+@needs_seccomp
+def test_argument_condition_personality_only_with_zero() -> None:
+    spec = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            _errno_rule(
+                ["personality"], errno.EPERM, args=[{"index": 0, "value": 0, "op": "SCMP_CMP_NE"}]
+            )
+        ],
+    }
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        zero = _libc.personality(0)
+        zero_errno = libc_errno(zero)
+        query = _libc.personality(0xFFFFFFFF)
+        return {
+            "zero": zero_errno,
+            "query": libc_errno(query),
+            "linux32": libc_errno(_libc.personality(0x0008)),
+        }
+
+    assert in_child(body).report() == {"zero": 0, "query": errno.EPERM, "linux32": errno.EPERM}
+
+
+@needs_seccomp
+def test_masked_eq_condition() -> None:
+    # Refuse unshare(2) without namespace flags; calls with a namespace flag pass.
+    spec = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            _errno_rule(
+                ["unshare"],
+                errno.EACCES,
+                args=[{"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+            )
+        ],
+    }
+
+    # MASKED_EQ matches when (arg & value) == valueTwo: here, when no namespace flag is set.
+    def body(w: int) -> Any:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        return {
+            "none": errno_of(lambda: syscalls.unshare(0)),
+            "uts": errno_of(lambda: syscalls.unshare(syscalls.CLONE_NEWUTS)),
+        }
+
+    got = in_child(body).report()
+    assert got["none"] == errno.EACCES  # flag-free call matched the rule
+    assert got["uts"] == 0  # CLONE_NEWUTS set: (flags & mask) != 0, allowed (we are root)
+
+
+@needs_seccomp
+def test_kill_process_action_kills_with_sigsys() -> None:
+    spec = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}],
+    }
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        os.write(w, b"loaded")
+        os.uname()
+        return "survived"
+
+    child = in_child(body)
+    assert child.signal == signal.SIGSYS
+    assert child.output == b"loaded"
+
+
+@needs_seccomp
+def test_filter_loads_without_cap_sys_admin_only_with_no_new_privs(tmp_path: Path) -> None:
+    spec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_errno_rule(["mkdir"], errno.EROFS)]}
+    none = caps.CapabilitySets()
+
+    def attempt(nnp: bool) -> Callable[[int], Any]:
+        def body(w: int) -> Any:
+            f = seccomp.compile(spec)
+            if nnp:
+                syscalls.set_no_new_privs()
+            caps.apply(none)  # no capability left, CAP_SYS_ADMIN included
+            try:
+                f.load()
+            except SyscallError as e:
+                return {"load": e.errno}
+            return {"load": 0, "mkdir": errno_of(lambda: os.mkdir(tmp_path / "d"))}
+
+        return body
+
+    assert in_child(attempt(nnp=True)).report() == {"load": 0, "mkdir": errno.EROFS}
+    assert in_child(attempt(nnp=False)).report() == {"load": errno.EACCES}
+
+
+@needs_seccomp
+def test_libseccomp_does_not_set_no_new_privs_by_itself() -> None:
+    def body(w: int) -> Any:
+        seccomp.compile(
+            {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_errno_rule(["mkdir"], 1)]}
+        ).load()  # as root
+        return {"nnp": syscalls.get_no_new_privs(), "mode": _status_field("Seccomp")}
+
+    assert in_child(body).report() == {"nnp": False, "mode": "2"}
+
+
+@needs_seccomp
+def test_filter_and_nnp_survive_exec() -> None:
+    spec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [_errno_rule(["mkdir"], 1)]}
+
+    def body(w: int) -> None:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        exec_cat_status(w)
+
+    status = in_child(body).proc_status()
+    assert status["Seccomp"] == "2"
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp_filters"] == "1"
+
+
+@needs_seccomp
+def test_all_filter_flags_load() -> None:
+    spec = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": list(seccomp.FLAGS),
+        "syscalls": [_errno_rule(["mkdir"], errno.EDQUOT)],
+    }
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(spec)
+        syscalls.set_no_new_privs()
+        f.load()
+        return errno_of(lambda: os.mkdir("/nonexistent-dir-for-seccomp-test"))
+
+    assert in_child(body).report() == errno.EDQUOT
+
+
+@needs_seccomp
+def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> None:
+    profile = default_seccomp_profile(DOCKER_DEFAULT_CAPABILITIES)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(profile)
+        syscalls.set_no_new_privs()
+        f.load()
+        # The child is still root with every capability: only seccomp says no.
+        clone3 = libc_errno(_libc.syscall(SYS_clone3, None, 0))
+        keyctl = libc_errno(
+            _libc.syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
+        )
+        pid = os.fork()  # clone without namespace flags is allowed
+        if pid == 0:
+            os._exit(7)
+        _, status = os.waitpid(pid, 0)
+        return {
+            "mount": errno_of(lambda: syscalls.mount("tmpfs", str(mountpoint), "tmpfs")),
+            "unshare_user": errno_of(lambda: syscalls.unshare(syscalls.CLONE_NEWUSER)),
+            "unshare_net": errno_of(lambda: syscalls.unshare(syscalls.CLONE_NEWNET)),
+            "sethostname": errno_of(lambda: syscalls.sethostname("evil")),
+            "keyctl": keyctl,
+            "clone3": clone3,
+            "personality0": libc_errno(_libc.personality(0)),
+            "personality_rie": libc_errno(_libc.personality(0x0400000)),
+            "fork": os.waitstatus_to_exitcode(status),
+            "mkdir": errno_of(lambda: os.mkdir(tmp_path / "ok")),
+        }
+
+    got = in_child(body).report()
+    assert got == {
+        "mount": errno.EPERM,
+        "unshare_user": errno.EPERM,
+        "unshare_net": errno.EPERM,
+        "sethostname": errno.EPERM,
+        "keyctl": errno.EPERM,
+        "clone3": errno.ENOSYS,
+        "personality0": 0,
+        "personality_rie": errno.EPERM,
+        "fork": 7,
+        "mkdir": 0,
+    }
+    assert not os.path.ismount(mountpoint)
+
+
+@needs_seccomp
+def test_docker_profile_with_sys_admin_allows_mount(tmp_path: Path) -> None:
+    profile = default_seccomp_profile([*DOCKER_DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])
+
+    def body(w: int) -> Any:
+        f = seccomp.compile(profile)
+        syscalls.set_no_new_privs()
+        f.load()
+        syscalls.unshare(syscalls.CLONE_NEWNS)  # private mount namespace: nothing leaks
+        syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        target = tmp_path / "mnt"
+        target.mkdir()
+        syscalls.mount("tmpfs", str(target), "tmpfs")
+        return os.path.ismount(target)
+
+    assert in_child(body).report() is True
+    assert not os.path.ismount(tmp_path / "mnt")
