@@ -515,3 +515,55 @@ def test_docker_profile_with_sys_admin_allows_mount(tmp_path: Path) -> None:
 
     assert in_child(body).report() is True
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+# --- the generated profile under the real peer (runc) ---
+
+PROBE = (
+    "mount -t tmpfs none /tmp; echo mount=$?; "
+    "hostname evil; echo hostname=$?; "
+    "unshare -U true; echo unshare=$?; "
+    "mkdir /tmp/d; echo mkdir=$?"
+)
+
+
+def _run_under_runc(bundle_factory: Any, tmp_path: Path, profile_caps: list[str]) -> str:
+    from tests.support.bundle import base_config
+    from tests.support.runtime import Runtime, binary_for
+
+    binary = binary_for("runc")
+    if binary is None:
+        pytest.skip("runc is not installed")
+    config = base_config()
+    held = [*DOCKER_DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"]  # the caps allow; seccomp decides
+    config["process"]["capabilities"] = {s: held for s in ("bounding", "effective", "permitted")}
+    config["root"]["readonly"] = False
+    config["linux"]["seccomp"] = default_seccomp_profile(profile_caps)
+    bundle = bundle_factory(["sh", "-c", PROBE], config)
+    rt = Runtime(name="runc", binary=binary, root=tmp_path / "runc-root")
+    name = "sec-" + os.urandom(6).hex()
+    try:
+        done = rt.run("run", "--bundle", str(bundle), name, timeout=60)
+    finally:
+        rt.cleanup()
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_docker_profile_under_runc_blocks_mount_without_sys_admin(
+    bundle_factory: Any, tmp_path: Path
+) -> None:
+    out = _run_under_runc(bundle_factory, tmp_path, list(DOCKER_DEFAULT_CAPABILITIES))
+    assert "mount=0" not in out
+    assert "hostname=0" not in out
+    assert "unshare=0" not in out
+    assert "mkdir=0" in out
+
+
+def test_docker_profile_under_runc_allows_mount_with_sys_admin(
+    bundle_factory: Any, tmp_path: Path
+) -> None:
+    out = _run_under_runc(bundle_factory, tmp_path, [*DOCKER_DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"])
+    assert "mount=0" in out
+    assert "hostname=0" in out
+    assert "mkdir=0" in out
