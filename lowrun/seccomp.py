@@ -26,8 +26,7 @@ import errno
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from lowrun.errors import ConfigError, LowrunError, SyscallError
 
@@ -91,16 +90,14 @@ _NR_SCMP_ERROR = -1
 _MAX_U64 = (1 << 64) - 1
 
 
-@dataclass(frozen=True)
-class Condition:
-    index: int
+class Condition(NamedTuple):
+    arg: int
     op: int
     value: int
     value_two: int
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One syscall entry of the spec, expanded to one name; `where` is its JSON path."""
 
     name: str
@@ -109,8 +106,7 @@ class Rule:
     where: str
 
 
-@dataclass(frozen=True)
-class FilterPlan:
+class FilterPlan(NamedTuple):
     """The validated spec: what `compile` hands to libseccomp."""
 
     default_action: int
@@ -165,7 +161,7 @@ def _conditions(args: Any, where: str) -> tuple[Condition, ...]:
             raise ConfigError(f"{at}.op", f"unknown operator {op!r} (known: {', '.join(_OPS)})")
         result.append(
             Condition(
-                index=_uint(arg["index"], f"{at}.index", 5),
+                arg=_uint(arg["index"], f"{at}.index", 5),
                 op=_OPS[op],
                 value=_uint(arg["value"], f"{at}.value"),
                 value_two=_uint(arg.get("valueTwo", 0), f"{at}.valueTwo"),
@@ -302,16 +298,19 @@ def libseccomp_version() -> tuple[int, int, int]:
     return (v.major, v.minor, v.micro)
 
 
-@dataclass
 class SeccompFilter:
     """A filter built in libseccomp, ready to load into the calling thread.
 
     `skipped` names the syscalls libseccomp did not know (ignored, as runc does).
     """
 
-    plan: FilterPlan
-    skipped: tuple[str, ...] = ()
-    _ctx: int | None = field(default=None, repr=False)
+    def __init__(self, plan: FilterPlan, skipped: tuple[str, ...], ctx: int) -> None:
+        self.plan = plan
+        self.skipped = skipped
+        self._ctx: int | None = ctx
+
+    def __repr__(self) -> str:
+        return f"SeccompFilter({len(self.plan.rules)} rules, skipped={self.skipped!r})"
 
     def _handle(self) -> int:
         if self._ctx is None:
@@ -356,7 +355,7 @@ class SeccompFilter:
 def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: Rule, conds: Sequence[Condition]) -> None:
     array = (_ArgCmp * max(len(conds), 1))()
     for slot, c in zip(array, conds, strict=False):
-        slot.arg, slot.op, slot.datum_a, slot.datum_b = c.index, c.op, c.value, c.value_two
+        slot.arg, slot.op, slot.datum_a, slot.datum_b = c.arg, c.op, c.value, c.value_two
     rc = lib.seccomp_rule_add_array(ctx, rule.action, nr, len(conds), array)
     if rc < 0:
         raise ConfigError(
@@ -391,7 +390,7 @@ def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, 
             if rule.name not in skipped:
                 skipped.append(rule.name)
             continue
-        indexes = [c.index for c in rule.conditions]
+        indexes = [c.arg for c in rule.conditions]
         if len(set(indexes)) < len(indexes):
             for c in rule.conditions:
                 _add_rule(lib, ctx, nr, rule, [c])
@@ -416,4 +415,4 @@ def compile(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> SeccompF
     except BaseException:
         lib.seccomp_release(ctx)
         raise
-    return SeccompFilter(plan=p, skipped=skipped, _ctx=ctx)
+    return SeccompFilter(p, skipped, ctx)

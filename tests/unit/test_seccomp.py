@@ -106,8 +106,8 @@ def test_plan_conditions() -> None:
     )
     (rule,) = p.rules
     assert rule.conditions == (
-        seccomp.Condition(index=0, op=7, value=0x7E020000, value_two=0),
-        seccomp.Condition(index=2, op=5, value=5, value_two=0),
+        seccomp.Condition(arg=0, op=7, value=0x7E020000, value_two=0),
+        seccomp.Condition(arg=2, op=5, value=5, value_two=0),
     )
 
 
