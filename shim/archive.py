@@ -23,7 +23,7 @@ import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import IO, BinaryIO, Literal
 
 import zstandard
 
@@ -41,6 +41,8 @@ _ZERO = bytes(CHUNK)
 
 Compression = Literal["none", "gzip", "zstd"]
 WhiteoutMode = Literal["overlay", "keep"]
+Stream = IO[bytes] | io.RawIOBase
+"""Anything with read(): a file, a socket file, a streamed content read."""
 
 
 class LayerError(InvalidArgument):
@@ -88,7 +90,7 @@ class _HashingReader(io.RawIOBase):
             pass
 
 
-def decompressed(stream: BinaryIO) -> BinaryIO:
+def decompressed(stream: Stream) -> BinaryIO:
     """The uncompressed tar stream of a layer, whatever its compression."""
     buffered: io.BufferedReader = (
         stream if isinstance(stream, io.BufferedReader)
@@ -374,7 +376,7 @@ class _Applier:
         self.tree.close()
 
 
-def apply_layer(stream: BinaryIO, target: str | os.PathLike[str], *,
+def apply_layer(stream: Stream, target: str | os.PathLike[str], *,
                 same_owner: bool | None = None, whiteouts: WhiteoutMode = "overlay",
                 max_entry_size: int = DEFAULT_MAX_ENTRY_SIZE) -> ApplyResult:
     """Extract a layer into `target` (an existing directory) and return its DiffID.
@@ -401,7 +403,7 @@ def apply_layer(stream: BinaryIO, target: str | os.PathLike[str], *,
     return ApplyResult("sha256:" + hashing.hash.hexdigest(), hashing.size, count)
 
 
-def diff_id_of(stream: BinaryIO) -> ApplyResult:
+def diff_id_of(stream: Stream) -> ApplyResult:
     """DiffID and uncompressed size of a layer, without extracting it."""
     inner = decompressed(stream)
     h = hashlib.sha256()
@@ -415,7 +417,7 @@ def diff_id_of(stream: BinaryIO) -> ApplyResult:
     return ApplyResult("sha256:" + h.hexdigest(), size, 0)
 
 
-def iter_decompressed(stream: BinaryIO) -> Iterator[bytes]:
+def iter_decompressed(stream: Stream) -> Iterator[bytes]:
     inner = decompressed(stream)
     while chunk := inner.read(CHUNK):
         yield chunk
