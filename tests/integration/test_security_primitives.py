@@ -236,6 +236,26 @@ def test_ambient_caps_survive_exec_of_a_non_root_program() -> None:
     assert int(lost["CapPrm"], 16) == 0
 
 
+def test_for_root_the_bounding_set_decides_after_exec() -> None:
+    # Documented in docs/security.md: uid 0 execs with permitted = inheritable | bounding.
+    sets = caps.parse(
+        {
+            "bounding": ["CAP_KILL", "CAP_CHOWN"],
+            "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"],
+        }
+    )
+
+    def body(w: int) -> None:
+        caps.drop_bounding(sets)
+        caps.apply(sets)
+        exec_cat_status(w)
+
+    status = in_child(body).proc_status()
+    assert int(status["CapEff"], 16) == 0x21
+    assert int(status["CapPrm"], 16) == 0x21
+
+
 def test_keepcaps_is_what_keeps_permitted_across_setuid() -> None:
     sets = only("CAP_KILL", "CAP_SETPCAP")
 
