@@ -153,7 +153,7 @@ def test_container_path_refuses_outside(tree: tuple[Path, int, Path]) -> None:
 
 
 def test_mount_id_is_that_of_the_mount(tree: tuple[Path, int, Path]) -> None:
-    root, rootfd, _ = tree
+    _, rootfd, _ = tree
     fd = safepath.open_in_root(rootfd, "/etc")
     try:
         assert safepath.mount_id(fd) == safepath.mount_id(rootfd)
