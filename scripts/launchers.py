@@ -17,6 +17,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 LAUNCHERS = {
     "lowrun": "lowrun.cli",
+    "shim-monitor": "shim.monitor.main",
 }
 
 TEMPLATE = """#!{python} -SE

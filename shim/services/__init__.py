@@ -13,6 +13,10 @@ from pathlib import Path
 
 SERVICE_MODULES: list[str] = [
     # filled in as services land, in dependency order
+    "shim.services.events",
+    "shim.services.containers",
+    "shim.services.tasks",
+    "shim.services.version",
 ]
 
 

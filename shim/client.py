@@ -1,0 +1,366 @@
+"""The Python client of shimd, for gRPC users to embed (berthd, shimctl, tests).
+
+    with Client("/run/berth-shim/shim.sock", namespace="default") as c:
+        c.create_container("web", spec={"process": {"args": ["nginx"]}})
+        c.create_task("web", rootfs=[Mount("bind", "/srv/rootfs")], log=LogConfig(path))
+        c.start("web"); status = c.wait("web").exit_status; c.delete_task("web")
+
+Every call is scoped by the client's namespace; `with_namespace()` gives a client on
+the same channel for another one. gRPC statuses come back as the exceptions of
+`shim.errors` (NotFound, AlreadyExists, ...), with the server's message.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shim import namespaces
+from shim.api.v1 import (
+    containers_pb2,
+    containers_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    tasks_pb2,
+    tasks_pb2_grpc,
+    version_pb2,
+    version_pb2_grpc,
+)
+from shim.errors import ShimError, from_status
+
+DEFAULT_ADDRESS = "/run/berth-shim/shim.sock"
+T = TypeVar("T")
+
+STATUS_NAMES = {v: k.lower() for k, v in tasks_pb2.Status.items()}
+
+
+@dataclass
+class Mount:
+    type: str
+    source: str
+    options: list[str] = field(default_factory=list)
+    target: str = ""
+
+    def proto(self) -> tasks_pb2.Mount:
+        return tasks_pb2.Mount(type=self.type, source=self.source, target=self.target,
+                               options=self.options)
+
+
+@dataclass
+class LogConfig:
+    """A json-file log in docker's format, rotated at max_size bytes keeping max_files."""
+
+    path: str
+    max_size: int = 0
+    max_files: int = 1
+
+
+@dataclass
+class Stdio:
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+
+    def proto(self) -> tasks_pb2.Stdio:
+        return tasks_pb2.Stdio(stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+                               terminal=self.terminal)
+
+
+@dataclass
+class ExitStatus:
+    exit_status: int
+    exited_at_ns: int
+    oom_killed: bool = False
+
+
+def _translate(fn: Callable[..., T]) -> Callable[..., T]:
+    """gRPC errors -> shim.errors exceptions."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    return call
+
+
+def _error(exc: grpc.RpcError) -> ShimError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return from_status(code, details or str(code))
+
+
+class Client:
+    def __init__(self, address: str = DEFAULT_ADDRESS, namespace: str = namespaces.DEFAULT,
+                 channel: grpc.Channel | None = None, timeout: float | None = None) -> None:
+        self.address = address
+        self.namespace = namespaces.validate(namespace)
+        self.timeout = timeout
+        self._own_channel = channel is None
+        self.channel = channel or grpc.insecure_channel(
+            f"unix:{address}", options=[("grpc.enable_retries", 0)]
+        )
+        self.containers = containers_pb2_grpc.ContainersStub(self.channel)
+        self.tasks = tasks_pb2_grpc.TasksStub(self.channel)
+        self.events = events_pb2_grpc.EventsStub(self.channel)
+        self._version = version_pb2_grpc.VersionStub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def with_namespace(self, namespace: str) -> Client:
+        return Client(self.address, namespace, channel=self.channel, timeout=self.timeout)
+
+    def close(self) -> None:
+        if self._own_channel:
+            self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _md(self) -> tuple[tuple[str, str], ...]:
+        return namespaces.metadata(self.namespace)
+
+    # ---- health and version -------------------------------------------------------
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until shimd answers (or raise Unavailable)."""
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            from shim.errors import Unavailable
+
+            raise Unavailable(f"shimd does not answer on {self.address} "
+                              f"within {timeout}s") from None
+
+    @_translate
+    def health(self) -> str:
+        resp = self._health.Check(health_pb2.HealthCheckRequest(), timeout=self.timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+    @_translate
+    def version(self) -> version_pb2.VersionResponse:
+        return self._version.Version(version_pb2.VersionRequest(), timeout=self.timeout)
+
+    # ---- containers ---------------------------------------------------------------
+
+    @_translate
+    def create_container(
+        self, container_id: str, spec: dict[str, Any] | None = None, *, image: str = "",
+        runtime: str = "", labels: dict[str, str] | None = None, snapshot_key: str = "",
+        snapshotter: str = "",
+    ) -> containers_pb2.Container:
+        """Create a container; `spec` is merged onto shimd's default spec."""
+        msg = containers_pb2.Container(
+            id=container_id, image=image, spec=json.dumps(spec or {}).encode(),
+            snapshot_key=snapshot_key, snapshotter=snapshotter,
+            runtime=containers_pb2.Runtime(name=runtime), labels=labels or {},
+        )
+        return self.containers.Create(containers_pb2.CreateContainerRequest(container=msg),
+                                      metadata=self._md, timeout=self.timeout).container
+
+    @_translate
+    def get_container(self, container_id: str) -> containers_pb2.Container:
+        return self.containers.Get(containers_pb2.GetContainerRequest(id=container_id),
+                                   metadata=self._md, timeout=self.timeout).container
+
+    @_translate
+    def list_containers(self, *filters: str) -> list[containers_pb2.Container]:
+        resp = self.containers.List(containers_pb2.ListContainersRequest(filters=filters),
+                                    metadata=self._md, timeout=self.timeout)
+        return list(resp.containers)
+
+    @_translate
+    def update_container(self, container_id: str, *, labels: dict[str, str] | None = None,
+                         image: str | None = None) -> containers_pb2.Container:
+        mask = []
+        msg = containers_pb2.Container(id=container_id)
+        if labels is not None:
+            msg.labels.update(labels)
+            mask.append("labels")
+        if image is not None:
+            msg.image = image
+            mask.append("image")
+        return self.containers.Update(
+            containers_pb2.UpdateContainerRequest(container=msg, update_mask=mask),
+            metadata=self._md, timeout=self.timeout).container
+
+    @_translate
+    def delete_container(self, container_id: str) -> None:
+        self.containers.Delete(containers_pb2.DeleteContainerRequest(id=container_id),
+                               metadata=self._md, timeout=self.timeout)
+
+    # ---- tasks --------------------------------------------------------------------
+
+    @_translate
+    def create_task(self, container_id: str, *, rootfs: list[Mount] | None = None,
+                    stdio: Stdio | None = None, log: LogConfig | None = None) -> int:
+        req = tasks_pb2.CreateTaskRequest(
+            container_id=container_id, rootfs=[m.proto() for m in rootfs or []],
+            stdio=(stdio or Stdio()).proto(),
+        )
+        if log is not None:
+            req.log.CopyFrom(tasks_pb2.LogConfig(path=log.path, max_size=log.max_size,
+                                                 max_files=log.max_files))
+        return int(self.tasks.Create(req, metadata=self._md, timeout=self.timeout).pid)
+
+    @_translate
+    def start(self, container_id: str, exec_id: str = "") -> int:
+        return int(self.tasks.Start(tasks_pb2.StartRequest(container_id=container_id,
+                                                           exec_id=exec_id),
+                                    metadata=self._md, timeout=self.timeout).pid)
+
+    @_translate
+    def kill(self, container_id: str, signal: int = 15, *, exec_id: str = "",
+             all: bool = False) -> None:
+        self.tasks.Kill(tasks_pb2.KillRequest(container_id=container_id, exec_id=exec_id,
+                                              signal=signal, all=all),
+                        metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def wait(self, container_id: str, exec_id: str = "",
+             timeout: float | None = None) -> ExitStatus:
+        resp = self.tasks.Wait(tasks_pb2.WaitRequest(container_id=container_id,
+                                                     exec_id=exec_id),
+                               metadata=self._md, timeout=timeout)
+        return ExitStatus(resp.exit_status, resp.exited_at.ToNanoseconds(), resp.oom_killed)
+
+    @_translate
+    def delete_task(self, container_id: str, exec_id: str = "",
+                    force: bool = False) -> tasks_pb2.DeleteResponse:
+        return self.tasks.Delete(tasks_pb2.DeleteTaskRequest(
+            container_id=container_id, exec_id=exec_id, force=force),
+            metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def get_task(self, container_id: str, exec_id: str = "") -> tasks_pb2.Process:
+        return self.tasks.Get(tasks_pb2.GetRequest(container_id=container_id,
+                                                   exec_id=exec_id),
+                              metadata=self._md, timeout=self.timeout).process
+
+    @_translate
+    def list_tasks(self, *filters: str) -> list[tasks_pb2.Process]:
+        return list(self.tasks.List(tasks_pb2.ListTasksRequest(filters=filters),
+                                    metadata=self._md, timeout=self.timeout).tasks)
+
+    @_translate
+    def exec(self, container_id: str, exec_id: str, process: dict[str, Any],
+             stdio: Stdio | None = None) -> None:
+        """Add an exec process (start it with start(container_id, exec_id)); `process`
+        is an OCI process object merged onto the container's own."""
+        self.tasks.Exec(tasks_pb2.ExecProcessRequest(
+            container_id=container_id, exec_id=exec_id, spec=json.dumps(process).encode(),
+            stdio=(stdio or Stdio()).proto()), metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def resize_pty(self, container_id: str, width: int, height: int,
+                   exec_id: str = "") -> None:
+        self.tasks.ResizePty(tasks_pb2.ResizePtyRequest(
+            container_id=container_id, exec_id=exec_id, width=width, height=height),
+            metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def close_io(self, container_id: str, exec_id: str = "") -> None:
+        self.tasks.CloseIO(tasks_pb2.CloseIORequest(container_id=container_id,
+                                                    exec_id=exec_id, stdin=True),
+                           metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def pause(self, container_id: str) -> None:
+        self.tasks.Pause(tasks_pb2.PauseTaskRequest(container_id=container_id),
+                         metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def resume(self, container_id: str) -> None:
+        self.tasks.Resume(tasks_pb2.ResumeTaskRequest(container_id=container_id),
+                          metadata=self._md, timeout=self.timeout)
+
+    @_translate
+    def pids(self, container_id: str) -> list[tasks_pb2.ProcessInfo]:
+        return list(self.tasks.ListPids(tasks_pb2.ListPidsRequest(container_id=container_id),
+                                        metadata=self._md, timeout=self.timeout).processes)
+
+    @_translate
+    def stats(self, container_id: str) -> tasks_pb2.Metrics:
+        return self.tasks.Stats(tasks_pb2.StatsRequest(container_id=container_id),
+                                metadata=self._md, timeout=self.timeout).metrics
+
+    @_translate
+    def update_task(self, container_id: str, resources: dict[str, Any]) -> None:
+        """Apply OCI linux.resources (e.g. {"memory": {"limit": N}}) to a running task."""
+        self.tasks.Update(tasks_pb2.UpdateTaskRequest(
+            container_id=container_id, resources=json.dumps(resources).encode()),
+            metadata=self._md, timeout=self.timeout)
+
+    # ---- events -------------------------------------------------------------------
+
+    def subscribe(self, *filters: str) -> EventStream:
+        """Subscribe to events; returns once the subscription is in place, so every
+        event published afterwards is seen. Iterate it; cancel() ends it."""
+        call = self.events.Subscribe(events_pb2.SubscribeRequest(filters=filters),
+                                     metadata=self._md)
+        try:
+            call.initial_metadata()
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        if not call.is_active() and call.code() not in (None, grpc.StatusCode.OK):
+            raise _error(call)
+        return EventStream(call)
+
+
+class EventStream:
+    """Events of one subscription, read by a thread of its own into a queue."""
+
+    _END = object()
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self._queue: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True, name="shim-events").start()
+
+    def _read(self) -> None:
+        try:
+            for envelope in self.call:
+                self._queue.put(envelope)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self._queue.put(_error(exc))
+        self._queue.put(self._END)
+
+    def next(self, timeout: float | None = 10.0) -> events_pb2.Envelope:
+        """The next event; TimeoutError when none comes within `timeout` seconds,
+        StopIteration when the stream ended."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no event within {timeout}s") from None
+        if item is self._END:
+            self._queue.put(item)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        envelope: events_pb2.Envelope = item
+        return envelope
+
+    def __iter__(self) -> Iterator[events_pb2.Envelope]:
+        while True:
+            try:
+                yield self.next(timeout=None)
+            except StopIteration:
+                return
+
+    def cancel(self) -> None:
+        self.call.cancel()
