@@ -198,8 +198,10 @@ class FakeCgroupFs(CgroupFs):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         name = os.path.basename(path)
         if name in APPEND_FILES:
-            with open(path, "a") as f:
-                f.write(value.strip() + "\n")
+            existing = Path(path).read_text()
+            if existing and not existing.endswith("\n"):
+                existing += "\n"
+            Path(path).write_text(existing + value.strip() + "\n")
         else:
             with open(path, "w") as f:
                 f.write(value)
@@ -212,6 +214,14 @@ class FakeCgroupFs(CgroupFs):
         """The lines written to a command file, in order."""
         with open(path) as f:
             return [line for line in f.read().splitlines() if line]
+
+    def exit(self, pid: int) -> None:
+        """The process `pid` exits: it leaves every cgroup.procs of the tree."""
+        for directory, _dirs, files in os.walk(self.base):
+            if "cgroup.procs" in files:
+                procs = Path(directory, "cgroup.procs")
+                kept = [p for p in procs.read_text().split() if p != str(pid)]
+                procs.write_text("".join(f"{p}\n" for p in kept))
 
     def rmdir(self, path: str) -> None:
         if path in self.fail:

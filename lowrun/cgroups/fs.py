@@ -13,6 +13,8 @@ import time
 
 from lowrun.cgroups import CgroupError
 
+BUSY_TIMEOUT = 1.0
+
 
 class CgroupFs:
     """The real kernel interface: plain system calls on the cgroup filesystem."""
@@ -174,12 +176,15 @@ def make_dirs(fs: CgroupFs, base: str, path: str) -> list[str]:
     return created
 
 
-def remove_tree(fs: CgroupFs, path: str, *, busy_retries: int = 10) -> None:
-    """rmdir a cgroup and its sub-cgroups, deepest first; EBUSY is retried briefly.
+def remove_tree(fs: CgroupFs, path: str, *, deadline: float | None = None) -> None:
+    """rmdir a cgroup and its sub-cgroups, deepest first; EBUSY is retried until `deadline`.
 
-    EBUSY means a process is still exiting in it; the caller kills the processes first.
-    A directory already gone is success.
+    EBUSY means a process is still exiting in it (the caller kills them first); the
+    default deadline is one second from now, and callers removing several hierarchies
+    share one deadline. A directory already gone is success.
     """
+    if deadline is None:
+        deadline = time.monotonic() + BUSY_TIMEOUT
     try:
         children = fs.subdirs(path)
     except FileNotFoundError:
@@ -189,18 +194,18 @@ def remove_tree(fs: CgroupFs, path: str, *, busy_retries: int = 10) -> None:
             f"cannot list {path}: {os.strerror(e.errno or 0)}", path=path, errno=e.errno
         ) from e
     for child in children:
-        remove_tree(fs, child, busy_retries=busy_retries)
-    delay = 0.005
-    for attempt in range(busy_retries + 1):
+        remove_tree(fs, child, deadline=deadline)
+    delay = 0.002
+    while True:
         try:
             fs.rmdir(path)
             return
         except FileNotFoundError:
             return
         except OSError as e:
-            if e.errno == errno_mod.EBUSY and attempt < busy_retries:
+            if e.errno == errno_mod.EBUSY and time.monotonic() < deadline:
                 time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+                delay = min(delay * 2, 0.05)
                 continue
             raise CgroupError(
                 f"cannot remove cgroup {path}: {os.strerror(e.errno or 0)}",

@@ -15,6 +15,7 @@ from typing import Any
 
 from lowrun.cgroups import CgroupError, CgroupManager
 from lowrun.cgroups.fs import (
+    BUSY_TIMEOUT,
     CgroupFs,
     all_pids,
     read_keyed,
@@ -465,9 +466,10 @@ class V1Manager(CgroupManager):
 
     def destroy(self) -> None:
         errors: list[CgroupError] = []
+        deadline = time.monotonic() + BUSY_TIMEOUT
         for path in self._dirs():
             try:
-                remove_tree(self.fs, path)
+                remove_tree(self.fs, path, deadline=deadline)
             except CgroupError as e:
                 errors.append(e)
         if errors:
