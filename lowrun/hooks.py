@@ -10,7 +10,8 @@ nothing else until a hook actually runs):
 - the hook runs in a process group of its own, with no file descriptor of lowrun's but
   the three pipes for stdin, stdout and stderr, and with default signal dispositions;
 - `timeout` (seconds) bounds it: when it expires the whole process group is killed
-  with SIGKILL and reaped, so nothing of the hook is left behind;
+  with SIGKILL and reaped (lowrun briefly becomes a child subreaper to adopt the
+  hook's orphans), so nothing of the hook is left behind;
 - a hook that cannot be started, exits non-zero, dies of a signal or times out raises
   `HookError` naming the phase, the hook's path and what happened, with the tail of its
   stderr. The hooks of one phase run in order; the first failure stops the phase.
@@ -240,13 +241,35 @@ def _drain(outputs: dict[int, _Output]) -> None:
 
 
 def _kill_group(pid: int) -> None:
+    """SIGKILL the hook's process group and reap all of it.
+
+    lowrun is a child subreaper for the moment of the kill, so that the hook's own
+    children, orphaned by its death, are reparented to lowrun and reaped here rather
+    than left as zombies for an init that may be slow to reap them. Processes
+    adopted that way which are not in the group move on when lowrun exits, to the
+    same subreaper they would have reached anyway.
+    """
     import signal
 
-    try:  # noqa: SIM105 (contextlib would be one more import)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
+    from lowrun import syscalls
+
+    was_subreaper = syscalls.is_child_subreaper()
+    if not was_subreaper:
+        syscalls.set_child_subreaper()
+    try:
+        try:  # noqa: SIM105 (contextlib would be one more import)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(pid)
+        while True:  # every member is SIGKILLed: these waits end
+            try:
+                os.waitpid(-pid, 0)
+            except ChildProcessError:
+                break
+    finally:
+        if not was_subreaper:
+            syscalls.clear_child_subreaper()
 
 
 def _reap(pid: int) -> int:

@@ -66,6 +66,7 @@ PR_SET_SECUREBITS = 28
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -164,6 +165,17 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def clear_child_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+def is_child_subreaper() -> bool:
+    value = ctypes.c_int(0)
+    _check(_libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(value), 0, 0, 0), "prctl",
+           "PR_GET_CHILD_SUBREAPER")
+    return bool(value.value)
 
 
 def set_pdeathsig(sig: int) -> None:
