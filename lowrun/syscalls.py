@@ -8,6 +8,7 @@ tests use the real kernel.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 
@@ -315,3 +316,33 @@ def fs_type(fd: int) -> int:
     buf = ctypes.create_string_buffer(128)  # struct statfs is 120 bytes on x86_64
     _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs", fd_path(fd))
     return int(struct.unpack_from("q", buf.raw)[0])
+
+
+# --- seccomp(2), for loading a BPF program lowrun has patched (seccomp.py) ---
+SYS_seccomp = 317
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
+    """Install a classic BPF program (struct sock_filter array) as this thread's filter.
+
+    Without no_new_privs the kernel requires CAP_SYS_ADMIN (EACCES otherwise).
+    """
+    if not program or len(program) % 8:
+        size = len(program)
+        raise ValueError(f"a BPF program is a non-empty array of 8-byte instructions, not {size} B")
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    what = f"{len(program) // 8} instructions, flags {flags:#x}"
+    mode = ctypes.c_uint(SECCOMP_SET_MODE_FILTER)
+    res = _libc.syscall(SYS_seccomp, mode, ctypes.c_uint(flags), ctypes.byref(fprog))
+    if res > 0:  # TSYNC: the id of a thread that could not be synchronised
+        raise SyscallError(errno.ESRCH, "seccomp", f"{what}: thread {res} not synchronised")
+    _check(res, "seccomp", what)
