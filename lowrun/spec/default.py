@@ -2,9 +2,10 @@
 field for field and in the same order, except `ociVersion`, which is the version of the
 runtime-spec lowrun implements.
 
-`rootless=True` is refused with a `UsageError`: runc's rootless spec asks for a user
-namespace with the caller's uid mapped to root, and lowrun does not create user
-namespaces, so it could not run the spec it wrote.
+`rootless=True` is refused with a `UsageError`: runc's rootless spec is for a runtime run
+by an unprivileged user (its uid mapped to root in a user namespace, cgroup errors
+tolerated, state kept under $XDG_RUNTIME_DIR), and lowrun only runs as root, so it could
+not run the spec it wrote.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
     """A fresh default config (a new dict each call: callers may change it)."""
     if rootless:
         raise UsageError(
-            "spec --rootless: lowrun does not support rootless containers (they need a "
-            "user namespace, which lowrun does not create); run lowrun as root and use "
-            "`lowrun spec` without --rootless"
+            "spec --rootless: lowrun does not support rootless containers (it runs as "
+            "root only: no unprivileged user namespace setup, cgroup delegation or "
+            "per-user state directory); run lowrun as root and use `lowrun spec` "
+            "without --rootless"
         )
     return {
         "ociVersion": OCI_VERSION,
