@@ -48,5 +48,7 @@ def test_default_spec_is_a_fresh_copy() -> None:
 
 
 def test_rootless_is_refused_clearly() -> None:
-    with pytest.raises(UsageError, match=r"--rootless: lowrun does not support rootless containers.*as root"):
+    with pytest.raises(
+        UsageError, match=r"--rootless: lowrun does not support rootless containers.*as root"
+    ):
         default_spec(rootless=True)
