@@ -2,8 +2,9 @@
 
 Two steps, so that the init can fail at `create` time and keep the late window short:
 `compile(spec)` validates the spec (every error is a `ConfigError` with its JSON path) and
-builds the filter in libseccomp; `SeccompFilter.load()` is the one call made late, right
-before exec when `noNewPrivileges` is set (see docs/security.md for the order).
+has libseccomp generate the BPF program; `SeccompFilter.load()` is a single seccomp(2)
+call made late, right before exec when `noNewPrivileges` is set (docs/security.md has
+the order).
 
 Semantics follow runc 1.1, the runtime the specs are written against:
 - a syscall name libseccomp cannot resolve is skipped (a profile may name newer calls);
@@ -12,8 +13,10 @@ Semantics follow runc 1.1, the runtime the specs are written against:
   conditions on distinct indexes one rule (AND);
 - `SCMP_ACT_ERRNO`/`SCMP_ACT_TRACE` without `errnoRet` return EPERM; `errnoRet` on other
   actions is ignored;
-- libseccomp's own NO_NEW_PRIVS attribute is turned off: the spec's `noNewPrivileges`
-  decides, so loading without it needs CAP_SYS_ADMIN.
+- unless the default action allows or logs, a prologue makes every syscall newer than
+  the newest one the profile names fail with ENOSYS (`enosys_stub`), as runc's patchbpf;
+- no_new_privs is never set behind the spec's back: `noNewPrivileges` decides, so loading
+  without it needs CAP_SYS_ADMIN.
 `SCMP_ACT_NOTIFY` needs a seccomp agent at `listenerPath`; lowrun refuses it clearly.
 
 libseccomp is loaded with ctypes only when a spec has seccomp, so `lowrun` stays lean.
@@ -25,9 +28,11 @@ import ctypes
 import errno
 import logging
 import os
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from lowrun import syscalls
 from lowrun.errors import ConfigError, LowrunError, SyscallError
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,11 @@ FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC,
     "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB,
+}
+_KERNEL_FLAGS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": 1,
+    "SECCOMP_FILTER_FLAG_LOG": 2,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
 }
 
 # OCI architecture names; libseccomp's name is the lower-case suffix.
@@ -265,6 +275,10 @@ def _libseccomp() -> ctypes.CDLL:
     lib.seccomp_attr_set.argtypes = [ctx, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
+    lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+    lib.seccomp_syscall_resolve_name_arch.restype = ctypes.c_int
+    lib.seccomp_arch_native.argtypes = []
+    lib.seccomp_arch_native.restype = ctypes.c_uint32
     lib.seccomp_rule_add_array.argtypes = [
         ctx,
         ctypes.c_uint32,
@@ -272,7 +286,6 @@ def _libseccomp() -> ctypes.CDLL:
         ctypes.c_uint,
         ctypes.POINTER(_ArgCmp),
     ]
-    lib.seccomp_load.argtypes = [ctx]
     lib.seccomp_export_bpf.argtypes = [ctx, ctypes.c_int]
     lib.seccomp_version.argtypes = []
     lib.seccomp_version.restype = ctypes.POINTER(_Version)
@@ -299,57 +312,120 @@ def libseccomp_version() -> tuple[int, int, int]:
 
 
 class SeccompFilter:
-    """A filter built in libseccomp, ready to load into the calling thread.
+    """A compiled filter: the BPF program to load, with what libseccomp skipped.
 
+    `program` is libseccomp's program behind lowrun's ENOSYS prologue (see `enosys_stub`);
     `skipped` names the syscalls libseccomp did not know (ignored, as runc does).
     """
 
-    def __init__(self, plan: FilterPlan, skipped: tuple[str, ...], ctx: int) -> None:
+    def __init__(self, plan: FilterPlan, skipped: tuple[str, ...], program: bytes) -> None:
         self.plan = plan
         self.skipped = skipped
-        self._ctx: int | None = ctx
+        self.program = program
 
     def __repr__(self) -> str:
-        return f"SeccompFilter({len(self.plan.rules)} rules, skipped={self.skipped!r})"
+        return f"SeccompFilter({len(self.program) // 8} instructions, skipped={self.skipped!r})"
 
-    def _handle(self) -> int:
-        if self._ctx is None:
-            raise LowrunError("seccomp filter already released")
-        return self._ctx
+    @property
+    def flags(self) -> int:
+        """The seccomp(2) flags the spec asked for."""
+        result = 0
+        for flag in self.plan.flags:
+            result |= _KERNEL_FLAGS[flag]
+        return result
 
     def load(self) -> None:
         """Install the filter: it applies to this thread and everything it execs from now on.
 
+        One system call, no allocation by libseccomp: this runs late, right before exec.
         Without no_new_privs the kernel requires CAP_SYS_ADMIN (EACCES otherwise).
         """
-        rc = _libseccomp().seccomp_load(self._handle())
-        if rc < 0:
-            raise SyscallError(-rc, "seccomp_load", f"{len(self.plan.rules)} rules")
+        syscalls.seccomp_set_mode_filter(self.program, self.flags)
 
     def bpf(self) -> bytes:
-        """The compiled BPF program (seccomp_export_bpf), for tests and debugging."""
-        fd = os.memfd_create("lowrun-seccomp-bpf", os.MFD_CLOEXEC)
-        try:
-            rc = _libseccomp().seccomp_export_bpf(self._handle(), fd)
-            if rc < 0:
-                raise SyscallError(-rc, "seccomp_export_bpf")
-            os.lseek(fd, 0, os.SEEK_SET)
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
+        """The BPF program `load` installs (struct sock_filter array), for tests and debugging."""
+        return self.program
 
-    def release(self) -> None:
-        if self._ctx is not None:
-            _libseccomp().seccomp_release(self._ctx)
-            self._ctx = None
 
-    def __del__(self) -> None:
-        if self._ctx is not None and _lib is not None:
-            _lib.seccomp_release(self._ctx)
-            self._ctx = None
+# --- runc's ENOSYS prologue ---
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+SCMP_ARCH_X32 = 0x4000003E  # libseccomp's token; the kernel reports x32 calls as x86_64
+X32_SYSCALL_BIT = 0x40000000
+
+_LD_W_ABS = 0x20
+_JEQ_K = 0x15
+_JGT_K = 0x25
+_JSET_K = 0x45
+_JA = 0x05
+_RET_K = 0x06
+_OFFSET_NR = 0
+_OFFSET_ARCH = 4
+
+# (code, jt, jf, k); jt, jf (and k of a JA) may name a label instead of an offset.
+_Insn = tuple[int, int | str, int | str, int | str]
+
+
+def enosys_stub(last: Mapping[int, int]) -> bytes:
+    """A BPF prologue that fails with ENOSYS every syscall newer than the profile knows.
+
+    `last` maps a libseccomp architecture token to the highest syscall number the profile
+    names for it. A program built for an older kernel then answers ENOSYS, not its default
+    errno, to calls it never heard of, so that libcs fall back to older calls: runc does
+    the same. Every other call, and other architectures, go on to libseccomp's program,
+    which must directly follow this prologue.
+    """
+    arches = sorted({AUDIT_ARCH_X86_64 if t == SCMP_ARCH_X32 else t for t in last})
+    if not arches:
+        return b""
+    code: list[_Insn | str] = [(_LD_W_ABS, 0, 0, _OFFSET_ARCH)]
+    for i, arch in enumerate(arches):
+        following = f"arch{i + 1}" if i + 1 < len(arches) else "orig"
+        code += [f"arch{i}", (_JEQ_K, 0, following, arch), (_LD_W_ABS, 0, 0, _OFFSET_NR)]
+        if arch == AUDIT_ARCH_X86_64:
+            x32 = last.get(SCMP_ARCH_X32)
+            code.append((_JSET_K, "x32" if x32 is not None else "orig", 0, X32_SYSCALL_BIT))
+            code.append(_compare(last.get(AUDIT_ARCH_X86_64)))
+            if x32 is not None:
+                code += ["x32", _compare(x32)]
+        else:
+            code.append(_compare(last[arch]))
+    code += ["enosys", (_RET_K, 0, 0, ACT_ERRNO | errno.ENOSYS), "orig"]
+    return _assemble(code)
+
+
+def _compare(last_nr: int | None) -> _Insn:
+    if last_nr is None:
+        return (_JA, 0, 0, "orig")
+    return (_JGT_K, "enosys", "orig", last_nr)
+
+
+def _assemble(code: Sequence[_Insn | str]) -> bytes:
+    """Resolve labels (strings in the list) to forward jump offsets and encode."""
+    labels: dict[str, int] = {}
+    insns: list[_Insn] = []
+    for item in code:
+        if isinstance(item, str):
+            labels[item] = len(insns)
+        else:
+            insns.append(item)
+
+    def offset(pc: int, ref: int | str) -> int:
+        if isinstance(ref, int):
+            return ref
+        jump = labels[ref] - pc - 1
+        if not 0 <= jump <= 255:
+            raise AssertionError(f"BPF jump from {pc} to {ref} out of range")
+        return jump
+
+    out = []
+    for pc, (op, jt, jf, k) in enumerate(insns):
+        if op == _JA:
+            out.append(struct.pack("=HBBI", op, 0, 0, offset(pc, k)))
+        else:
+            assert isinstance(k, int)
+            out.append(struct.pack("=HBBI", op, offset(pc, jt), offset(pc, jf), k))
+    return b"".join(out)
 
 
 def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: Rule, conds: Sequence[Condition]) -> None:
@@ -363,7 +439,9 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, nr: int, rule: Rule, conds: Sequence[C
         )
 
 
-def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, ...]:
+def _build(
+    lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str
+) -> tuple[tuple[str, ...], list[int]]:
     rc = lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
     if rc < 0:
         raise SyscallError(-rc, "seccomp_attr_set", "NO_NEW_PRIVS")
@@ -374,6 +452,7 @@ def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, 
         rc = lib.seccomp_attr_set(ctx, FLAGS[flag], 1)
         if rc < 0:
             raise ConfigError(f"{where}.flags[{i}]", f"{flag} not supported: {os.strerror(-rc)}")
+    tokens = [lib.seccomp_arch_native()]
     for i, arch in enumerate(p.architectures):
         token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
         if token == 0:
@@ -381,6 +460,8 @@ def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, 
         rc = lib.seccomp_arch_add(ctx, token)
         if rc < 0 and rc != -errno.EEXIST:
             raise ConfigError(f"{where}.architectures[{i}]", f"{arch}: {os.strerror(-rc)}")
+        if token not in tokens:
+            tokens.append(token)
     skipped: list[str] = []
     for rule in p.rules:
         if rule.action == p.default_action:
@@ -398,11 +479,11 @@ def _build(lib: ctypes.CDLL, ctx: int, p: FilterPlan, where: str) -> tuple[str, 
             _add_rule(lib, ctx, nr, rule, rule.conditions)
     if skipped:
         log.debug("seccomp: syscalls unknown to libseccomp ignored: %s", ", ".join(skipped))
-    return tuple(skipped)
+    return tuple(skipped), tokens
 
 
 def compile(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> SeccompFilter:
-    """Validate `spec` and build its filter in libseccomp (nothing is loaded yet)."""
+    """Validate `spec` and compile it to a BPF program with libseccomp (nothing is loaded)."""
     p = plan(spec, where)
     lib = _libseccomp()
     ctx = lib.seccomp_init(p.default_action)
@@ -411,8 +492,39 @@ def compile(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> SeccompF
             f"{where}.defaultAction", "libseccomp refused the default action on this kernel"
         )
     try:
-        skipped = _build(lib, ctx, p, where)
-    except BaseException:
+        skipped, tokens = _build(lib, ctx, p, where)
+        program = _export(lib, ctx)
+        if p.default_action not in (ACT_ALLOW, ACT_LOG):
+            program = enosys_stub(_last_syscalls(lib, tokens, p.rules)) + program
+    finally:
         lib.seccomp_release(ctx)
-        raise
-    return SeccompFilter(p, skipped, ctx)
+    return SeccompFilter(p, skipped, program)
+
+
+def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
+    fd = os.memfd_create("lowrun-seccomp-bpf", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(ctx, fd)
+        if rc < 0:
+            raise SyscallError(-rc, "seccomp_export_bpf")
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _last_syscalls(
+    lib: ctypes.CDLL, tokens: Sequence[int], rules: Sequence[Rule]
+) -> dict[int, int]:
+    """For each architecture, the highest syscall number any rule names (as runc computes)."""
+    last: dict[int, int] = {}
+    names = {r.name for r in rules}
+    for token in tokens:
+        numbers = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        known = [n for n in numbers if n >= 0]
+        if known:
+            last[token] = max(known)
+    return last

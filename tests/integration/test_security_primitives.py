@@ -39,6 +39,7 @@ _libc.personality.argtypes = [ctypes.c_ulong]
 
 SYS_clone3 = 435
 SYS_keyctl = 250
+SYS_mseal = 462  # kernel 6.10, newer than every call docker's profile names
 KEYCTL_GET_KEYRING_ID = 0
 KEY_SPEC_SESSION_KEYRING = -3
 NOBODY = 65534
@@ -482,6 +483,7 @@ def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> Non
         f.load()
         # The child is still root with every capability: only seccomp says no.
         clone3 = libc_errno(_libc.syscall(SYS_clone3, None, 0))
+        mseal = libc_errno(_libc.syscall(SYS_mseal, 0, 0, 0))
         keyctl = libc_errno(
             _libc.syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)
         )
@@ -496,6 +498,7 @@ def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> Non
             "sethostname": errno_of(lambda: syscalls.sethostname("evil")),
             "keyctl": keyctl,
             "clone3": clone3,
+            "mseal": mseal,
             "personality0": libc_errno(_libc.personality(0)),
             "personality_rie": libc_errno(_libc.personality(0x0400000)),
             "fork": os.waitstatus_to_exitcode(status),
@@ -510,6 +513,7 @@ def test_docker_default_profile_blocks_what_docker_blocks(tmp_path: Path) -> Non
         "sethostname": errno.EPERM,
         "keyctl": errno.EPERM,
         "clone3": errno.ENOSYS,
+        "mseal": errno.ENOSYS,  # lowrun's ENOSYS prologue, as runc: not the default EPERM
         "personality0": 0,
         "personality_rie": errno.EPERM,
         "fork": 7,
