@@ -11,28 +11,38 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any, NamedTuple
+from typing import Any
 
 from lowrun import safepath
 from lowrun import syscalls as sc
 from lowrun.errors import ConfigError, SyscallError
-from lowrun.mounts import MountError, clean_path
+from lowrun.mounts import MountError, Record, clean_path
 
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
-class Device(NamedTuple):
-    path: str
-    kind: str
-    """"c" (or "u", unbuffered char), "b" or "p", as in config.json."""
-    major: int
-    minor: int
-    mode: int
-    """Permission bits only (the type comes from `kind`)."""
-    uid: int
-    gid: int
-    label: str
-    """How errors name it: `$.linux.devices[2] (/dev/fuse)` or `default device /dev/null`."""
+class Device(Record):
+    """A node to create.
+
+    kind: "c" (or "u", unbuffered char), "b" or "p", as in config.json;
+    mode: permission bits only (the type comes from `kind`);
+    label: how errors name it, `$.linux.devices[2] (/dev/fuse)` or `default device /dev/null`.
+    """
+
+    __slots__ = ("gid", "kind", "label", "major", "minor", "mode", "path", "uid")
+
+    def __init__(
+        self, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int,
+        label: str,
+    ) -> None:
+        self.path = path
+        self.kind = kind
+        self.major = major
+        self.minor = minor
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.label = label
 
     @property
     def node_type(self) -> int:

@@ -12,10 +12,42 @@ Pure functions only (no system calls), so that the rules are unit-tested without
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import Any, Self
 
 from lowrun import syscalls as sc
 from lowrun.errors import ConfigError, SyscallError
+
+
+class Record:
+    """A small immutable-by-convention record: slots, equality, repr and `_replace`.
+
+    Used instead of NamedTuple because the init imports this module on every start and
+    each NamedTuple class costs a fraction of a millisecond to build.
+    """
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def _replace(self, **changes: Any) -> Self:
+        new = object.__new__(type(self))
+        for name in self.__slots__:
+            object.__setattr__(new, name, changes.pop(name, getattr(self, name)))
+        if changes:
+            raise TypeError(f"unknown fields {sorted(changes)}")
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
 
 # option -> (clear?, flag), as mount(8) and runc understand them.
 FLAGS: dict[str, tuple[bool, int]] = {
@@ -98,16 +130,25 @@ REMOUNT_FLAGS = (
 )
 
 
-class MountOptions(NamedTuple):
-    flags: int
-    """mount(2) flags, MS_BIND/MS_REC included for bind and rbind."""
-    propagation: tuple[int, ...]
-    """Propagation changes applied one by one after the mount, in the order given."""
-    attr_set: int
-    attr_clr: int
-    """Recursive attributes (MOUNT_ATTR_*) for mount_setattr(AT_RECURSIVE); 0, 0 if none."""
-    data: str
-    """Every option not recognised above, comma-joined: the filesystem's own options."""
+class MountOptions(Record):
+    """What a mount's `options` mean.
+
+    flags: mount(2) flags, MS_BIND/MS_REC included for bind and rbind;
+    propagation: changes applied one by one after the mount, in the order given;
+    attr_set, attr_clr: recursive attributes (MOUNT_ATTR_*) for mount_setattr(AT_RECURSIVE);
+    data: every option not recognised, comma-joined: the filesystem's own options.
+    """
+
+    __slots__ = ("attr_clr", "attr_set", "data", "flags", "propagation")
+
+    def __init__(
+        self, flags: int, propagation: tuple[int, ...], attr_set: int, attr_clr: int, data: str
+    ) -> None:
+        self.flags = flags
+        self.propagation = propagation
+        self.attr_set = attr_set
+        self.attr_clr = attr_clr
+        self.data = data
 
     @property
     def is_bind(self) -> bool:
@@ -166,17 +207,26 @@ def clean_path(path: str) -> str:
     return os.path.normpath("/" + path).replace("//", "/")
 
 
-class MountSpec(NamedTuple):
-    number: int
-    """Its index in `$.mounts`."""
-    destination: str
-    """The destination as written, made absolute and clean (symlinks are not resolved)."""
-    kind: str
-    """"bind", "proc", "sysfs", "tmpfs", "cgroup", "cgroup2", "mqueue", "devpts" or another."""
-    fstype: str
-    source: str
-    """For binds: the absolute host path (relative ones are taken from the bundle)."""
-    options: MountOptions
+class MountSpec(Record):
+    """One checked `$.mounts[number]` entry.
+
+    destination: as written, made absolute and clean (symlinks are not resolved);
+    kind: "bind", "proc", "sysfs", "tmpfs", "cgroup", "cgroup2", "mqueue", "devpts"...;
+    source: for binds the absolute host path (relative ones are taken from the bundle).
+    """
+
+    __slots__ = ("destination", "fstype", "kind", "number", "options", "source")
+
+    def __init__(
+        self, number: int, destination: str, kind: str, fstype: str, source: str,
+        options: MountOptions,
+    ) -> None:
+        self.number = number
+        self.destination = destination
+        self.kind = kind
+        self.fstype = fstype
+        self.source = source
+        self.options = options
 
     @property
     def where(self) -> str:
@@ -219,16 +269,32 @@ def parse_mount(entry: Any, index: int, bundle: str) -> MountSpec:
     return MountSpec(index, clean_path(destination), kind, fstype, source, options)
 
 
-class MountInfo(NamedTuple):
-    mount_id: int
-    parent_id: int
-    root: str
-    mountpoint: str
-    optional: tuple[str, ...]
-    """Optional fields: shared:N, master:N, propagate_from:N, unbindable."""
-    fstype: str
-    source: str
-    super_options: tuple[str, ...]
+class MountInfo(Record):
+    """One line of mountinfo; `optional` holds shared:N, master:N, unbindable..."""
+
+    __slots__ = (
+        "fstype",
+        "mount_id",
+        "mountpoint",
+        "optional",
+        "parent_id",
+        "root",
+        "source",
+        "super_options",
+    )
+
+    def __init__(
+        self, mount_id: int, parent_id: int, root: str, mountpoint: str,
+        optional: tuple[str, ...], fstype: str, source: str, super_options: tuple[str, ...],
+    ) -> None:
+        self.mount_id = mount_id
+        self.parent_id = parent_id
+        self.root = root
+        self.mountpoint = mountpoint
+        self.optional = optional
+        self.fstype = fstype
+        self.source = source
+        self.super_options = super_options
 
 
 def _unescape(field: str) -> str:
@@ -311,15 +377,20 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
     return paths
 
 
-class CgroupMount(NamedTuple):
-    """One hierarchy to make visible under the container's cgroup mount."""
+class CgroupMount(Record):
+    """One hierarchy to make visible under the container's cgroup mount.
 
-    name: str
-    """Directory under the destination: the host mountpoint's base name (cpu,cpuacct)."""
-    source: str
-    """Host directory to bind (no cgroup namespace)."""
-    data: str
-    """Mount data for a fresh cgroup mount (cgroup namespace): the hierarchy's subsystems."""
+    name: directory under the destination, the host mountpoint's base name (cpu,cpuacct);
+    source: the host directory to bind (no cgroup namespace);
+    data: mount data for a fresh cgroup mount (cgroup namespace): the subsystems.
+    """
+
+    __slots__ = ("data", "name", "source")
+
+    def __init__(self, name: str, source: str, data: str) -> None:
+        self.name = name
+        self.source = source
+        self.data = data
 
 
 def cgroup_v1_plan(mounts: list[MountInfo], proc_cgroup: str) -> list[CgroupMount]:
