@@ -43,6 +43,15 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def _drain(fd: int) -> str:
+    """What a failed runtime left in its stderr pipe."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 65536).decode(errors="replace").strip()
+    except BlockingIOError:
+        return ""
+
+
 def _atomic_write(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -215,17 +224,15 @@ class Monitor:
             for fd in close_after:
                 os.close(fd)
             close_after = []
-            master = self._receive_master(console[0], pid) if console else None
+            try:
+                master = self._receive_master(console[0], pid) if console else None
+            except RuntimeFailed as exc:
+                raise RuntimeFailed(f"{exc}: {_drain(err_r) or 'no message'}") from None
             code = _exit_code(os.waitpid(pid, 0)[1])
             if code != 0:
-                os.set_blocking(err_r, False)
-                try:
-                    msg = os.read(err_r, 65536).decode(errors="replace").strip()
-                except BlockingIOError:
-                    msg = ""
                 raise RuntimeFailed(
                     f"{os.path.basename(self.cfg['runtime'])} {args[0]} failed "
-                    f"(exit {code}): {msg or 'no message'}"
+                    f"(exit {code}): {_drain(err_r) or 'no message'}"
                 )
             with open(pid_file) as fh:
                 proc.pid = int(fh.read().strip())
@@ -270,8 +277,9 @@ class Monitor:
             except TimeoutError:
                 done, _status = os.waitpid(runtime_pid, os.WNOHANG)
                 if done:
-                    raise RuntimeFailed("the runtime exited without sending a pty master "
-                                        f"(status {_exit_code(_status)})") from None
+                    raise RuntimeFailed(
+                        f"{os.path.basename(self.cfg['runtime'])} exited with "
+                        f"{_exit_code(_status)} without sending a pty master") from None
                 if time.monotonic() > deadline:
                     raise RuntimeFailed("no pty master on the console socket in 60s") from None
         with conn:

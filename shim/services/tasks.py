@@ -15,6 +15,7 @@ import copy
 import json
 import logging
 import os
+import select
 import shutil
 import stat
 import threading
@@ -76,6 +77,7 @@ class Task:
     stdio: dict[str, Any]
     lock: threading.Lock = field(default_factory=threading.Lock)
     exits_published: set[str] = field(default_factory=set)
+    monitor_pid: int = 0
     dead_exit: dict[str, Any] | None = None
     """The exit recorded on disk when the monitor is gone (it died or was killed)."""
 
@@ -212,7 +214,7 @@ class TaskManager:
             shutil.rmtree(task_dir, ignore_errors=True)
             raise
         task = Task(namespace, cid, task_dir, sock, rt, int(started["pid"]), mounted,
-                    bool(stdio.get("terminal")), stdio)
+                    bool(stdio.get("terminal")), stdio, monitor_pid=int(started["monitor_pid"]))
         with self._lock:
             self.tasks[(namespace, cid)] = task
         self._watch(task)
@@ -319,6 +321,7 @@ class TaskManager:
             task.dead_exit = _read_exit(task_dir)
         else:
             task.pid = int(state["init"]["pid"])
+            task.monitor_pid = int(state["monitor_pid"])
         with self._lock:
             self.tasks[(task.namespace, task.id)] = task
         if state is not None:
@@ -392,6 +395,7 @@ class TaskManager:
             result = task.call("delete")
             if state["status"] == "running" or state["status"] == "stopped":
                 self._publish_exit(task, result)
+            _wait_gone(task.monitor_pid)
         self._cleanup(task)
         ev = events_pb2.TaskDelete(container_id=container_id, pid=int(result.get("pid") or 0),
                                    exit_status=int(result.get("exit_status") or 0))
@@ -420,6 +424,8 @@ class TaskManager:
         _check_stdio(stdio)
         base = self.containers.get(namespace, container_id).spec.get("process", {})
         spec = bundles.merge_spec(base, process)
+        if isinstance(process.get("env"), list):  # added to the container's, as docker exec
+            spec["env"] = _merge_env(base.get("env") or [], process["env"])
         spec["terminal"] = bool(stdio.get("terminal"))
         if not spec.get("args"):
             raise errors.InvalidArgument("exec process $.args must be a non-empty list")
@@ -519,6 +525,30 @@ class TaskManager:
             if matches(parsed, fields):
                 out.append(view)
         return out
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Wait for a process that is not our child (a monitor) to exit."""
+    if pid <= 0:
+        return
+    from lowrun.errors import LowrunError
+    from lowrun.syscalls import pidfd_open
+
+    try:
+        fd = pidfd_open(pid)
+    except LowrunError:
+        return  # already gone
+    try:
+        if not select.select([fd], [], [], timeout)[0]:
+            log.warning("monitor %d still runs %.0fs after its task was deleted", pid, timeout)
+    finally:
+        os.close(fd)
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    merged = {e.split("=", 1)[0]: e for e in base}
+    merged.update({e.split("=", 1)[0]: e for e in extra})
+    return list(merged.values())
 
 
 def _read_exit(task_dir: Path) -> dict[str, Any]:
