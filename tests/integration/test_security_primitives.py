@@ -16,6 +16,7 @@ import resource
 import select
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -591,3 +592,119 @@ def test_docker_profile_under_runc_allows_mount_with_sys_admin(
     assert "mount=0" in out
     assert "hostname=0" in out
     assert "mkdir=0" in out
+
+
+# --- the same verdicts as runc, call by call ---
+
+SYSPROBE_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+/* Each argument is "nr[:a0[:a1...]]"; prints "arg=errno" (0 when the call succeeded). */
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        long a[6] = {0};
+        char *s = strdup(argv[i]);
+        char *tok = strtok(s, ":");
+        long nr = strtol(tok, NULL, 0);
+        for (int j = 0; j < 6 && (tok = strtok(NULL, ":")); j++) a[j] = strtol(tok, NULL, 0);
+        errno = 0;
+        long r = syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        printf("%s=%d\n", argv[i], r == -1 ? errno : 0);
+        free(s);
+    }
+    return 0;
+}
+"""
+
+# x86_64 calls with arguments that make an allowed call fail harmlessly (or succeed).
+PROBES = {
+    "39": 0,  # getpid
+    "83:0:0": errno.EFAULT,  # mkdir(NULL): allowed
+    "101:2:0:0:0": errno.ESRCH,  # ptrace(PEEKDATA, pid 0): allowed on kernels >= 4.8
+    "135:0xffffffff": 0,  # personality query
+    "135:0x400000": errno.EPERM,  # READ_IMPLIES_EXEC
+    "41:40:1:0": errno.EPERM,  # socket(AF_VSOCK)
+    "165:0:0:0:0:0": errno.EPERM,  # mount
+    "169:0:0:0:0": errno.EPERM,  # reboot
+    "173:0:0:0": errno.EPERM,  # ioperm
+    "180": errno.EPERM,  # nfsservctl: known to the profile's era, denied by default
+    "250:0:-3": errno.EPERM,  # keyctl
+    "272:0x10000000": errno.EPERM,  # unshare(CLONE_NEWUSER)
+    "321:-1:0:0": errno.EPERM,  # bpf
+    "435:0:0": errno.ENOSYS,  # clone3
+    "458:0:0:0:0": errno.ENOSYS,  # listmount: newer than the profile
+    "462:0:0:0": errno.ENOSYS,  # mseal: newer than the profile
+    "1000": errno.ENOSYS,  # no such call
+}
+
+
+@pytest.fixture(scope="module")
+def sysprobe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    work = tmp_path_factory.mktemp("sysprobe")
+    (work / "sysprobe.c").write_text(SYSPROBE_C)
+    out = work / "sysprobe"
+    done = subprocess.run(
+        [gcc, "-static", "-O2", "-o", str(out), str(work / "sysprobe.c")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot build a static probe: {done.stderr[-300:]}")
+    return out
+
+
+def _parse_probe(out: str) -> dict[str, int]:
+    result = {}
+    for line in out.splitlines():
+        key, _, value = line.rpartition("=")
+        result[key] = int(value)
+    return result
+
+
+@needs_seccomp
+def test_docker_profile_same_verdicts_as_runc(
+    sysprobe: Path, bundle_factory: Any, tmp_path: Path
+) -> None:
+    from tests.support.bundle import base_config
+    from tests.support.runtime import Runtime, binary_for
+
+    profile = default_seccomp_profile(DOCKER_DEFAULT_CAPABILITIES)
+    held = list(DOCKER_DEFAULT_CAPABILITIES)
+
+    def body(w: int) -> None:
+        sets = caps.parse({s: held for s in ("bounding", "effective", "permitted")})
+        f = seccomp.compile(profile)
+        syscalls.set_no_new_privs()
+        caps.drop_bounding(sets)
+        caps.apply(sets)
+        f.load()
+        os.dup2(w, 1)
+        os.execv(str(sysprobe), [str(sysprobe), *PROBES])
+
+    ours = _parse_probe(in_child(body).output.decode())
+    assert ours == PROBES
+
+    binary = binary_for("runc")
+    if binary is None:
+        pytest.skip("runc is not installed")
+    config = base_config()
+    config["process"]["capabilities"] = {s: held for s in ("bounding", "effective", "permitted")}
+    config["linux"]["seccomp"] = profile
+    bundle = bundle_factory(["/sysprobe", *PROBES], config)
+    rootfs = bundle / "rootfs"
+    shutil.copy2(sysprobe, rootfs / "sysprobe")
+    rt = Runtime(name="runc", binary=binary, root=tmp_path / "runc-root")
+    try:
+        done = rt.run("run", "--bundle", str(bundle), "probe-" + os.urandom(6).hex(), timeout=60)
+    finally:
+        rt.cleanup()
+    assert done.returncode == 0, done.stderr
+    assert _parse_probe(done.stdout) == ours
