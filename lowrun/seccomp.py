@@ -59,6 +59,8 @@ _ACTIONS = {
     "SCMP_ACT_NOTIFY": ACT_NOTIFY,
 }
 _WITH_DATA = (ACT_ERRNO, ACT_TRACE)
+ACTIONS = tuple(name for name, value in _ACTIONS.items() if value != ACT_NOTIFY)
+"""The actions lowrun supports (for `lowrun features`); SCMP_ACT_NOTIFY is refused."""
 
 # enum scmp_compare
 _OPS = {
@@ -70,6 +72,7 @@ _OPS = {
     "SCMP_CMP_GT": 6,
     "SCMP_CMP_MASKED_EQ": 7,
 }
+OPERATORS = tuple(_OPS)
 
 # enum scmp_filter_attr
 _ATTR_CTL_NNP = 3
@@ -304,6 +307,16 @@ def available() -> bool:
             return any(line.startswith("Seccomp:") for line in f)
     except OSError:
         return False
+
+
+def supported_architectures() -> list[str]:
+    """The OCI architecture names this libseccomp can build filters for."""
+    lib = _libseccomp()
+    return sorted(
+        a
+        for a in ARCHITECTURES
+        if lib.seccomp_arch_resolve_name(a.removeprefix("SCMP_ARCH_").lower().encode()) != 0
+    )
 
 
 def libseccomp_version() -> tuple[int, int, int]:

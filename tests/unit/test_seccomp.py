@@ -321,3 +321,16 @@ def test_flags_are_accepted_and_kept() -> None:
 def test_libseccomp_version_is_reported() -> None:
     major, minor, _ = seccomp.libseccomp_version()
     assert (major, minor) >= (2, 5)
+
+
+def test_public_lists_for_features() -> None:
+    assert "SCMP_ACT_NOTIFY" not in seccomp.ACTIONS
+    assert {"SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG"} <= set(seccomp.ACTIONS)
+    assert len(seccomp.OPERATORS) == 7
+
+
+@needs_libseccomp
+def test_supported_architectures_are_those_libseccomp_resolves() -> None:
+    archs = seccomp.supported_architectures()
+    assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"} <= set(archs)
+    assert set(archs) <= seccomp.ARCHITECTURES
