@@ -602,11 +602,11 @@ def _daemonize(task_dir: str) -> int:
                 break
             chunks.append(chunk)
         report = b"".join(chunks).decode(errors="replace")
-        os.waitpid(pid, os.WNOHANG)
         if report.startswith("ok "):
             sys.stdout.write(report[3:] + "\n")
             sys.stdout.flush()
             os._exit(0)
+        os.waitpid(pid, 0)  # gone before shimd reports the failure
         sys.stderr.write((report.removeprefix("error ") or "monitor died during create") + "\n")
         sys.stderr.flush()
         os._exit(1)

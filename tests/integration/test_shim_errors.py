@@ -27,7 +27,8 @@ pytestmark = pytest.mark.root
 def _no_task_left(shimd: Shimd, cid: str, namespace: str = "default") -> None:
     assert not (shimd.state / "tasks" / namespace / cid).exists()
     assert not list((shimd.state / "runtime").glob(f"*/*/{cid}"))
-    assert not shimd.monitor_pids()
+    left = shimd.monitor_pids()
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes() for p in left]
 
 
 def test_unknown_ids_are_not_found(shimd: Shimd, client: Client) -> None:
