@@ -30,7 +30,7 @@ from shim.images.oci import (
 )
 from shim.images.reference import parse_reference
 from shim.images.resolve import IterStream
-from shim.images.store import Image, ImageStore
+from shim.images.store import Image, ImageStoreAPI
 
 EPOCH = 1_700_000_000
 CREATED = "2023-11-14T22:13:20Z"
@@ -82,12 +82,12 @@ def make_image(content: ContentAPI, layers: list[tuple[Descriptor, str]],
     return desc
 
 
-def name_image(images: ImageStore, namespace: str, ref: str, target: Descriptor) -> Image:
+def name_image(images: ImageStoreAPI, namespace: str, ref: str, target: Descriptor) -> Image:
     name = str(parse_reference(ref))
     return images.put(namespace, Image(name, target))
 
 
-def import_rootfs(content: ContentAPI, images: ImageStore, namespace: str, tar_path: Path,
+def import_rootfs(content: ContentAPI, images: ImageStoreAPI, namespace: str, tar_path: Path,
                   ref: str, config: dict[str, Any] | None = None) -> Image:
     """A rootfs tar (plain, gzip or zstd) as a one-layer image named `ref`."""
     with open(tar_path, "rb") as f:
@@ -125,7 +125,7 @@ def busybox_layer(busybox: Path = Path("/bin/busybox")) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=6, mtime=0)
 
 
-def build_busybox(content: ContentAPI, images: ImageStore, namespace: str,
+def build_busybox(content: ContentAPI, images: ImageStoreAPI, namespace: str,
                   ref: str = "docker.io/library/busybox:latest",
                   busybox: Path = Path("/bin/busybox")) -> Image:
     """The busybox base image, made offline from the host's busybox-static."""

@@ -50,7 +50,7 @@ from shim.images.oci import (
 from shim.images.progress import ProgressEvent, ProgressFn, Status, no_progress
 from shim.images.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from shim.images.resolve import children
-from shim.images.store import Image, ImageStore
+from shim.images.store import Image, ImageStoreAPI
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +375,7 @@ class RegistryClient:
         finally:
             w.close()
 
-    def pull(self, content: ContentAPI, images: ImageStore, namespace: str, ref_str: str, *,
+    def pull(self, content: ContentAPI, images: ImageStoreAPI, namespace: str, ref_str: str, *,
              platform: Platform = DEFAULT_PLATFORM,
              progress: ProgressFn = no_progress) -> PullResult:
         """Pull `ref_str` into the stores; the image record is written only on success."""
@@ -506,7 +506,7 @@ class RegistryClient:
             raise DigestMismatch(f"manifest put {ref.name}:{obj}: registry stored {got}, "
                                  f"we sent {desc.digest}")
 
-    def push(self, content: ContentAPI, images: ImageStore, namespace: str, ref_str: str, *,
+    def push(self, content: ContentAPI, images: ImageStoreAPI, namespace: str, ref_str: str, *,
              local_name: str = "", progress: ProgressFn = no_progress,
              chunked: bool | None = None) -> PushResult:
         """Push the image `local_name` (default: `ref_str`) to `ref_str`."""

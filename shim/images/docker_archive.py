@@ -35,12 +35,12 @@ from shim.images.oci_layout import LAYOUT_FILE, LayoutSource, add_bytes, add_dir
 from shim.images.oci_layout import load_oci as _load_oci
 from shim.images.reference import parse_reference
 from shim.images.resolve import IterStream, read_config, resolve_manifest
-from shim.images.store import Image, ImageStore
+from shim.images.store import Image, ImageStoreAPI
 
 _DOCKER_MEDIA = {"none": DOCKER_LAYER, "gzip": DOCKER_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
 
 
-def load(content: ContentAPI, images: ImageStore, namespace: str, path: Path,
+def load(content: ContentAPI, images: ImageStoreAPI, namespace: str, path: Path,
          base_name: str = "") -> list[Image]:
     """Load a docker-save archive or an OCI archive/directory; the images it named."""
     source = LayoutSource(path)
@@ -55,7 +55,7 @@ def load(content: ContentAPI, images: ImageStore, namespace: str, path: Path,
         source.close()
 
 
-def _load_docker(content: ContentAPI, images: ImageStore, namespace: str,
+def _load_docker(content: ContentAPI, images: ImageStoreAPI, namespace: str,
                  source: LayoutSource) -> list[Image]:
     raw = json.loads(source.read("manifest.json"))
     if not isinstance(raw, list):
@@ -100,7 +100,7 @@ def _compression_of(desc: Descriptor) -> str:
     return "none"
 
 
-def save(content: ContentAPI, images: ImageStore, namespace: str, names: list[str],
+def save(content: ContentAPI, images: ImageStoreAPI, namespace: str, names: list[str],
          dest: Path) -> None:
     """Write images as a docker-save tar at `dest` (atomically)."""
     entries: list[dict[str, Any]] = []

@@ -30,7 +30,7 @@ from shim.images.oci import (
 )
 from shim.images.reference import parse_reference
 from shim.images.resolve import IterStream, children, walk
-from shim.images.store import Image, ImageStore
+from shim.images.store import Image, ImageStoreAPI
 
 LAYOUT_FILE = "oci-layout"
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -136,7 +136,7 @@ def _copy_tree(content: ContentAPI, source: LayoutSource, root: Descriptor) -> N
         pending.extend(children(content, desc))
 
 
-def load_oci(content: ContentAPI, images: ImageStore, namespace: str, path: Path,
+def load_oci(content: ContentAPI, images: ImageStoreAPI, namespace: str, path: Path,
              base_name: str = "") -> list[Image]:
     """Load every image of an OCI layout (directory or tar)."""
     source = LayoutSource(path)
@@ -157,7 +157,7 @@ def load_oci(content: ContentAPI, images: ImageStore, namespace: str, path: Path
         source.close()
 
 
-def _layout_entries(content: ContentAPI, images: ImageStore, namespace: str,
+def _layout_entries(content: ContentAPI, images: ImageStoreAPI, namespace: str,
                     names: list[str]) -> tuple[dict[str, Any], list[Descriptor]]:
     manifests = []
     blobs: dict[str, Descriptor] = {}
@@ -177,7 +177,7 @@ def _layout_entries(content: ContentAPI, images: ImageStore, namespace: str,
     return index, list(blobs.values())
 
 
-def save_oci(content: ContentAPI, images: ImageStore, namespace: str, names: list[str],
+def save_oci(content: ContentAPI, images: ImageStoreAPI, namespace: str, names: list[str],
              dest: Path) -> None:
     """Write images as an OCI layout: a directory if `dest` is one or ends in '/', else a tar."""
     index, blobs = _layout_entries(content, images, namespace, names)

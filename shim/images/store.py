@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from shim import namespaces
 from shim.errors import AlreadyExists, InvalidArgument, NotFound
@@ -38,6 +38,14 @@ class Image:
     def from_dict(cls, data: dict[str, Any]) -> Image:
         return cls(data["name"], Descriptor.from_dict(data["target"]), dict(data["labels"]),
                    float(data["created_at"]), float(data["updated_at"]))
+
+
+class ImageStoreAPI(Protocol):
+    """What distribution and import/export need of an image store (local or over gRPC)."""
+
+    def get(self, namespace: str, name: str) -> Image: ...
+
+    def put(self, namespace: str, image: Image) -> Image: ...
 
 
 class ImageStore:

@@ -17,6 +17,9 @@ SERVICE_MODULES: list[str] = [
     "shim.services.containers",
     "shim.services.tasks",
     "shim.services.version",
+    "shim.services.content",
+    "shim.services.snapshots",
+    "shim.services.images",
 ]
 
 
