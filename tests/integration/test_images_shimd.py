@@ -71,7 +71,7 @@ def test_content_write_verify_resume(client):
 
 
 def test_shimctl_images_on_shimd(shimd, client, tmp_path, capsys):
-    sock, ctx = shimd
+    sock, _ = shimd
     assert shimctl(sock, "busybox") == 0
     assert shimctl(sock, "tag", "busybox", "localhost/bb:2") == 0
     assert shimctl(sock, "ls", "-q") == 0
@@ -92,7 +92,7 @@ def test_shimctl_images_on_shimd(shimd, client, tmp_path, capsys):
 
 
 def test_rootfs_through_services(shimd, client, tmp_path):
-    sock, ctx = shimd
+    sock, _ = shimd
     assert shimctl(sock, "busybox") == 0
     prepared = client.prepare_container_rootfs("busybox", "c1")
     assert prepared.config.args() == ["sh"]
