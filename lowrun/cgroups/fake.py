@@ -172,6 +172,7 @@ class FakeCgroupFs(CgroupFs):
         self.writes: list[tuple[str, str]] = []
         self.fail: dict[str, int] = {}  # path → errno for writes (and rmdir of a directory)
         self.busy: dict[str, int] = {}  # directory → how many rmdir calls return EBUSY
+        self.programs: dict[str, bytes] = {}  # cgroup v2 directory → its device program
 
     def _template(self, path: str) -> dict[str, str] | None:
         best = None
@@ -209,6 +210,11 @@ class FakeCgroupFs(CgroupFs):
             events = os.path.join(os.path.dirname(path), "cgroup.events")
             with open(events, "w") as f:
                 f.write(f"populated 1\nfrozen {value.strip()}\n")
+
+    def attach_device_program(self, path: str, code: bytes) -> None:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        self.programs[path] = code
 
     def lines(self, path: str) -> list[str]:
         """The lines written to a command file, in order."""

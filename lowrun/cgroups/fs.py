@@ -56,6 +56,12 @@ class CgroupFs:
     def rmdir(self, path: str) -> None:
         os.rmdir(path)
 
+    def attach_device_program(self, path: str, code: bytes) -> None:
+        """Replace the cgroup v2 device filter of `path` with the eBPF program `code`."""
+        from lowrun.cgroups.ebpf import replace_device_program
+
+        replace_device_program(path, code)
+
     def subdirs(self, path: str) -> list[str]:
         with os.scandir(path) as entries:
             return [e.path for e in entries if e.is_dir(follow_symlinks=False)]

@@ -265,7 +265,12 @@ class Resources:
 def parse_resources(
     resources: dict[str, Any] | None, linux_devices: list[Any] | None = None
 ) -> Resources:
-    """Validate and normalise `linux.resources` (and the allow rules of `linux.devices`)."""
+    """Validate and normalise `linux.resources` (and the allow rules of `linux.devices`).
+
+    Device rules are produced (spec rules + runc's defaults + the nodes) when the
+    resources have a `devices` key or `linux_devices` is given (even empty): that is a
+    create. An update without `devices` leaves the device cgroup as it is.
+    """
     res = Resources()
     if resources is None:
         return res
@@ -280,14 +285,12 @@ def parse_resources(
     _parse_hugepages(res, resources)
     _parse_network(res, resources)
     _parse_rdma(res, resources)
-    if "devices" in resources and resources["devices"] is not None:
+    if resources.get("devices") is not None or linux_devices is not None:
         rules = [
             _device_rule(e, f"{R}.devices[{i}]")
             for i, e in enumerate(_list(resources, "devices", R))
         ]
         res.devices = rules + default_device_rules() + node_rules(linux_devices)
-    elif linux_devices:
-        node_rules(linux_devices)  # validated; with no rules every device is allowed anyway
     unified = _obj(resources, "unified", R)
     if unified is not None:
         for k, v in unified.items():

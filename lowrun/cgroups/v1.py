@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from lowrun.cgroups import CgroupError, CgroupManager
+from lowrun.cgroups.devices import DeviceState, final_state, v1_transition
 from lowrun.cgroups.fs import (
     BUSY_TIMEOUT,
     CgroupFs,
@@ -186,10 +187,12 @@ class V1Manager(CgroupManager):
     def _set_devices(self, res: Resources) -> None:
         if res.devices is None:
             return
-        path = self._need("devices", f"{R}.devices")
-        for rule in res.devices:
-            name = "devices.allow" if rule.allow else "devices.deny"
-            write_value(self.fs, path, name, rule.v1_string(), rule.field)
+        field = f"{R}.devices"
+        path = self._need("devices", field)
+        target = final_state(res.devices)
+        current = DeviceState.from_list(read_value(self.fs, path, "devices.list"))
+        for name, line in v1_transition(current, target):
+            write_value(self.fs, path, name, line, field)
 
     def _set_memory(self, res: Resources) -> None:
         if not (res.memory_set() or res.disable_oom_killer or res.memory_swappiness is not None):

@@ -6,7 +6,8 @@ cpu.max, memory+swap → memory.swap.max = swap - limit, blkio weight → io.bfq
 (converted) io.weight, throttles → io.max lines, hugepage limits → hugetlb.<size>.max.
 Fields v2 has no file for are ignored with a warning where runc ignores them
 (swappiness, disableOOMKiller, kernel memory, leaf weights, network) and refused where
-ignoring would silently drop a guarantee (realtime cpu, device rules, see _set_devices).
+ignoring would silently drop a guarantee (realtime cpu). Device rules become an eBPF
+program (devices.py, ebpf.py), as runc does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from lowrun.cgroups import CgroupError, CgroupManager
+from lowrun.cgroups.devices import compile_program, final_state
 from lowrun.cgroups.fs import (
     CgroupFs,
     all_pids,
@@ -30,8 +32,6 @@ from lowrun.cgroups.resources import (
     R,
     Resources,
     blkio_weight_to_io_weight,
-    default_device_rules,
-    node_rules,
     parse_resources,
     rdma_line,
     shares_to_weight,
@@ -137,7 +137,7 @@ class V2Manager(CgroupManager):
         self._set_memory(res)
         self._set_io(res)
         self._set_cpu(res)
-        self._set_devices(res, devices)
+        self._set_devices(res)
         self._set_cpuset(res)
         self._set_hugetlb(res)
         self._set_rdma(res)
@@ -232,31 +232,27 @@ class V2Manager(CgroupManager):
         if res.cpu_idle is not None:
             write_value(self.fs, self.path, "cpu.idle", str(res.cpu_idle), f"{R}.cpu.idle")
 
-    def _set_devices(self, res: Resources, linux_devices: list[Any] | None) -> None:
-        """v2 device control needs an eBPF program, which lowrun does not load yet.
-
-        Rules that only restate runc's defaults (deny all, then allow the default
-        devices and the spec's own device nodes) or allow everything are accepted with
-        a warning: the container then sees only the nodes its /dev has. Any other rule
-        is refused, so that a restriction the user asked for is never silently dropped.
-        """
+    def _set_devices(self, res: Resources) -> None:
+        """v2 has no device files: the rules become an eBPF program attached to the cgroup."""
         if res.devices is None:
             return
-        permitted = {r.key() for r in default_device_rules() + node_rules(linux_devices)}
-        for rule in res.devices:
-            is_all = rule.type == "a" and sorted(rule.access) == sorted("rwm")
-            if (not rule.allow and is_all) or (rule.allow and is_all) or rule.key() in permitted:
-                continue
+        code = compile_program(final_state(res.devices))
+        try:
+            self.fs.attach_device_program(self.path, code)
+        except CgroupError as e:
             raise CgroupError(
-                f"device rule {'allow' if rule.allow else 'deny'} {rule.v1_string()!r} cannot "
-                "be enforced: cgroup v2 device control needs an eBPF program, which lowrun "
-                "does not load yet",
-                field=rule.field,
-            )
-        _warn(
-            f"{R}.devices: cgroup v2 device rules are not enforced (no eBPF program); only "
-            "the device nodes in the container's /dev are reachable"
-        )
+                f"cannot install the device filter: {e.message}",
+                field=f"{R}.devices",
+                path=self.path,
+                errno=e.errno,
+            ) from e
+        except OSError as e:
+            raise CgroupError(
+                f"cannot open {self.path}: {os.strerror(e.errno or 0)}",
+                field=f"{R}.devices",
+                path=self.path,
+                errno=e.errno,
+            ) from e
 
     def _set_cpuset(self, res: Resources) -> None:
         for name, value in (("cpus", res.cpus), ("mems", res.mems)):

@@ -314,7 +314,12 @@ def test_hugetlb_net_and_rdma_when_mounted(tmp_path):
     assert info.value.errno == errno.ENOENT
 
 
-def test_device_rules_in_order_then_runc_defaults_then_nodes(host, mgr):
+def device_writes(host, mgr):
+    path = mgr.paths["devices"]
+    return [(os.path.basename(p), v) for p, v in host.fs.writes if p.startswith(path + "/devices.")]
+
+
+def test_device_rules_end_in_runcs_state(host, mgr):
     mgr.set(
         {
             "devices": [
@@ -328,21 +333,67 @@ def test_device_rules_in_order_then_runc_defaults_then_nodes(host, mgr):
             {"path": "/dev/fifo", "type": "p"},
         ],
     )
-    path = mgr.paths["devices"]
-    ops = [(os.path.basename(p), v) for p, v in host.fs.writes if p.startswith(path + "/devices.")]
-    assert ops[:3] == [
-        ("devices.deny", "a *:* rwm"),
-        ("devices.allow", "c 4:* r"),
-        ("devices.deny", "b 8:0 w"),
-    ]
-    allowed = [v for name, v in ops[3:]]
-    assert allowed[:3] == ["c *:* m", "b *:* m", "c 1:3 rwm"]
-    assert "c 136:* rwm" in allowed and "c 10:200 rwm" in allowed
-    assert allowed[-1] == "c 10:229 rwm"
-    assert all(name == "devices.allow" for name, _ in ops[3:])
+    ops = device_writes(host, mgr)
+    # From the fresh cgroup's allow-all: reset to deny-all, then the allowed exceptions.
+    assert ops[0] == ("devices.deny", "a *:* rwm")
+    assert all(name == "devices.allow" for name, _ in ops[1:])
+    allowed = {line for _, line in ops[1:]}
+    assert allowed == {
+        "b *:* m",
+        "c *:* m",
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:7 rwm",
+        "c 1:8 rwm",
+        "c 1:9 rwm",
+        "c 5:0 rwm",
+        "c 5:2 rwm",
+        "c 10:200 rwm",
+        "c 136:* rwm",
+        "c 4:* r",
+        "c 10:229 rwm",  # the linux.devices node, as runc allows it
+    }
 
 
-def test_no_devices_key_writes_no_device_rule(host, mgr):
+def test_allow_all_with_a_hole_punched_by_the_defaults(host, mgr):
+    # runc: [allow all, deny c 1:3 w] + default "allow c 1:3 rwm" ends as allow-all.
+    mgr.set(
+        {
+            "devices": [
+                {"allow": True, "access": "rwm"},
+                {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"},
+            ]
+        }
+    )
+    assert device_writes(host, mgr) == [("devices.allow", "a *:* rwm")]
+
+
+def test_device_update_writes_only_the_difference(host, mgr):
+    devices_list = Path(mgr.paths["devices"], "devices.list")
+    devices_list.write_text("c 1:3 rwm\nc 1:5 rwm\nc 4:* rw\n")  # a whitelist in place
+    before = len(device_writes(host, mgr))
+    mgr.set(
+        {
+            "devices": [
+                {"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 4, "access": "r"},
+            ]
+        }
+    )
+    ops = device_writes(host, mgr)[before:]
+    assert ("devices.deny", "c 4:* w") in ops  # narrowed, not reset
+    assert ("devices.allow", "c 1:9 rwm") in ops
+    assert ("devices.deny", "a *:* rwm") not in ops
+    assert not any(line in ("c 1:3 rwm", "c 1:5 rwm") for _, line in ops)
+
+
+def test_no_rules_at_create_means_runcs_defaults(host, mgr):
+    mgr.set({}, devices=[])
+    ops = device_writes(host, mgr)
+    assert ops[0] == ("devices.deny", "a *:* rwm") and len(ops) == 12
+
+
+def test_update_without_devices_leaves_the_device_cgroup(host, mgr):
     mgr.set({"memory": {"limit": 1 << 30}})
     assert not [p for p, _ in host.fs.writes if "devices." in os.path.basename(p)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -193,30 +194,96 @@ def test_v1_only_fields_are_ignored_with_a_warning(host, mgr, caplog):
         assert name in caplog.text
 
 
-def test_default_device_rules_are_accepted_with_a_warning(host, mgr, caplog):
+def run_bpf(code: bytes, dtype: str, access: str, major: int, minor: int) -> int:
+    """Interpret the device program (the handful of opcodes it uses) for one request."""
+    ctx = struct.pack(
+        "<III",
+        (sum({"m": 1, "r": 2, "w": 4}[c] for c in access) << 16) | {"b": 1, "c": 2}[dtype],
+        major,
+        minor,
+    )
+    insns = [struct.unpack_from("<BBhi", code, i) for i in range(0, len(code), 8)]
+    regs = [0] * 11
+    pc = 0
+    while True:
+        op, regs_byte, off, imm = insns[pc]
+        dst, src = regs_byte & 0xF, regs_byte >> 4
+        pc += 1
+        if op == 0x61:  # ldxw dst, [r1 + off]
+            assert src == 1
+            regs[dst] = struct.unpack_from("<I", ctx, off)[0]
+        elif op == 0x57:
+            regs[dst] &= imm & 0xFFFFFFFFFFFFFFFF
+        elif op == 0x77:
+            regs[dst] >>= imm
+        elif op == 0xB7:
+            regs[dst] = imm
+        elif op == 0xBF:
+            regs[dst] = regs[src]
+        elif op == 0x15:
+            pc += off if regs[dst] == imm else 0
+        elif op == 0x55:
+            pc += off if regs[dst] != imm else 0
+        elif op == 0x95:
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected opcode {op:#x}")
+
+
+def test_device_rules_become_a_bpf_program(host, mgr):
     mgr.set(
         {
             "devices": [
                 {"allow": False, "access": "rwm"},
-                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 4, "access": "r"},
+                {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rw"},
             ]
         },
         devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}],
     )
-    assert "not enforced" in caplog.text
+    code = host.fs.programs[mgr.path]
+    allowed = [
+        ("c", "rwm", 1, 3),  # /dev/null (runc default)
+        ("c", "r", 1, 9),
+        ("c", "m", 99, 99),  # mknod of any char device
+        ("b", "m", 7, 0),
+        ("c", "rw", 136, 5),  # any pty
+        ("c", "r", 4, 1),
+        ("b", "r", 8, 0),
+        ("b", "rw", 8, 0),
+        ("c", "rw", 10, 229),  # the linux.devices node
+    ]
+    denied = [
+        ("c", "r", 1, 11),  # /dev/kmsg
+        ("c", "w", 4, 1),  # only r allowed on 4:*
+        ("b", "rw", 8, 1),
+        ("b", "r", 254, 0),
+        ("c", "rw", 10, 230),
+    ]
+    for request in allowed:
+        assert run_bpf(code, *request) == 1, request
+    for request in denied:
+        assert run_bpf(code, *request) == 0, request
 
 
-def test_other_device_rules_are_refused(host, mgr):
-    with pytest.raises(CgroupError, match="eBPF") as info:
-        mgr.set(
-            {
-                "devices": [
-                    {"allow": False, "access": "rwm"},
-                    {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rw"},
-                ]
-            }
-        )
-    assert info.value.field == "$.linux.resources.devices[1]"
+def test_allow_all_with_deny_exceptions(host, mgr):
+    mgr.set(
+        {
+            "devices": [
+                {"allow": True, "access": "rwm"},
+                {"allow": False, "type": "b", "major": 8, "access": "w"},
+            ]
+        }
+    )
+    code = host.fs.programs[mgr.path]
+    assert run_bpf(code, "b", "r", 8, 0) == 1
+    assert run_bpf(code, "b", "rw", 8, 0) == 0  # any denied bit denies
+    assert run_bpf(code, "c", "rw", 1, 11) == 1
+
+
+def test_update_without_devices_keeps_the_program(host, mgr):
+    mgr.set({"pids": {"limit": 5}})
+    assert mgr.path not in host.fs.programs
 
 
 def test_unified_entries(host, mgr):
