@@ -236,7 +236,8 @@ class RegistryClient:
             if resp.status == 401 and attempt < 2 and not isinstance(body, Iterator):
                 challenge = resp.header("WWW-Authenticate")
                 resp.close()
-                self._authenticate(host, scope, challenge, url)
+                self._authenticate(host, scope, challenge, url,
+                                   send_headers.get("Authorization", ""))
                 continue
             if resp.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD"):
                 location = resp.header("Location")
@@ -257,16 +258,18 @@ class RegistryClient:
             return ""
         return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
 
-    def _authenticate(self, host: str, scope: str, challenge: str, url: str) -> None:
+    def _authenticate(self, host: str, scope: str, challenge: str, url: str,
+                      sent: str) -> None:
+        """Get what the challenge asks for; `sent` is the Authorization that was refused."""
         scheme, params = _parse_challenge(challenge)
         if scheme == "basic":
             basic = self._basic(host)
             if not basic:
                 raise AuthenticationError(f"{url}: registry {host} needs credentials "
                                           "(basic auth) and none are configured")
+            if sent == basic:
+                raise AuthenticationError(f"{url}: registry {host} refused the credentials")
             with self._lock:
-                if self._tokens.get((host, "*")) == basic:
-                    raise AuthenticationError(f"{url}: registry {host} refused the credentials")
                 self._tokens[(host, "*")] = basic
             return
         if scheme != "bearer" or "realm" not in params:

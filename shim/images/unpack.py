@@ -24,9 +24,16 @@ def unpack(content: ContentAPI, snapshotter: OverlaySnapshotter, manifest: Manif
     Layers already unpacked (by this image or another sharing them) are skipped. A
     layer whose DiffID does not match the config is an error and leaves no snapshot.
     """
+    chains = chain_ids(config.diff_ids)
+    if len(chains) != len(manifest.layers):
+        raise InvalidArgument(f"image {manifest.descriptor.digest}: {len(manifest.layers)} "
+                              f"layers but {len(chains)} diff_ids")
+    if chains and snapshotter.exists(chains[-1]):
+        for layer in manifest.layers:
+            progress(ProgressEvent(Status.EXTRACTED, layer.digest, layer.size, layer.size))
+        return chains[-1]
     parent = ""
-    for layer, diff_id, chain in zip(manifest.layers, config.diff_ids,
-                                     chain_ids(config.diff_ids), strict=True):
+    for layer, diff_id, chain in zip(manifest.layers, config.diff_ids, chains, strict=True):
         if snapshotter.exists(chain):
             progress(ProgressEvent(Status.EXTRACTED, layer.digest, layer.size, layer.size))
             parent = chain
