@@ -39,7 +39,8 @@ class Stores:
 
 
 @contextmanager
-def _stores(args: argparse.Namespace) -> Iterator[Stores]:
+def _stores(client: Any, args: argparse.Namespace) -> Iterator[Stores]:
+    """Local stores for --root, else the services of shimd on shimctl's client channel."""
     ns = namespaces.validate(getattr(args, "namespace", None) or namespaces.DEFAULT)
     root = getattr(args, "images_root", None)
     if root:
@@ -65,15 +66,17 @@ def _stores(args: argparse.Namespace) -> Iterator[Stores]:
 
     from shim.images.remote import RemoteContent, RemoteImages
 
+    own = getattr(client, "channel", None) is None
     address = getattr(args, "address", None) or DEFAULT_ADDRESS
-    channel = grpc.insecure_channel(f"unix:{address}")
+    channel = grpc.insecure_channel(f"unix:{address}") if own else client.channel
     try:
         remote_images = RemoteImages(channel)
         yield Stores(RemoteContent(channel, ns), remote_images,
                      lambda name: remote_images.unpack(ns, name),
                      lambda grace, dry: remote_images.prune(grace, dry), ns)
     finally:
-        channel.close()
+        if own:
+            channel.close()
 
 
 class ProgressBars:
@@ -128,8 +131,8 @@ def _registry(args: argparse.Namespace) -> RegistryClient:
                           insecure={host} if args.insecure else (), credentials=creds)
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    with _stores(args) as s, ProgressBars(args.quiet) as bars:
+def cmd_pull(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s, ProgressBars(args.quiet) as bars:
         result = _registry(args).pull(s.content, s.images, s.namespace, args.ref,
                                       progress=bars)
         if not args.no_unpack:
@@ -138,8 +141,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_push(args: argparse.Namespace) -> int:
-    with _stores(args) as s, ProgressBars(args.quiet) as bars:
+def cmd_push(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s, ProgressBars(args.quiet) as bars:
         result = _registry(args).push(s.content, s.images, s.namespace, args.ref,
                                       local_name=args.local or "", progress=bars,
                                       chunked=True if args.chunked else None)
@@ -163,8 +166,8 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_ls(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         images = s.images.list(s.namespace)
         if args.quiet:
             for image in images:
@@ -179,8 +182,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rm(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_rm(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         for ref in args.refs:
             name = str(parse_reference(ref))
             s.images.delete(s.namespace, name)
@@ -188,8 +191,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tag(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_tag(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         src = s.images.get(s.namespace, str(parse_reference(args.src)))
         dst = s.images.put(s.namespace, Image(str(parse_reference(args.dst)), src.target,
                                               dict(src.labels)))
@@ -197,17 +200,17 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(client: Any, args: argparse.Namespace) -> int:
     config = {"Cmd": args.cmd} if args.cmd else None
-    with _stores(args) as s:
+    with _stores(client, args) as s:
         image = build.import_rootfs(s.content, s.images, s.namespace, Path(args.tarfile),
                                     args.ref, config)
     print(f"{image.name} {image.target.digest}")
     return 0
 
 
-def cmd_load(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_load(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         loaded = docker_archive.load(s.content, s.images, s.namespace, Path(args.input),
                                      args.base_name or "")
     for image in loaded:
@@ -215,8 +218,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_save(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_save(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         if args.format == "oci":
             oci_layout.save_oci(s.content, s.images, s.namespace, args.refs, Path(args.output))
         else:
@@ -224,16 +227,16 @@ def cmd_save(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_busybox(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_busybox(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         image = build.build_busybox(s.content, s.images, s.namespace, args.ref,
                                     Path(args.busybox))
     print(f"{image.name} {image.target.digest}")
     return 0
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
-    with _stores(args) as s:
+def cmd_prune(client: Any, args: argparse.Namespace) -> int:
+    with _stores(client, args) as s:
         result = s.prune(args.grace, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(result.blobs)} blobs, {len(result.snapshots)} snapshots, "
@@ -242,7 +245,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add `images` to shimctl's subcommands (each sets args.func)."""
+    """Add `images` to shimctl's subcommands; each sets args.func(client, args), where
+    client is shimctl's shim.client.Client (its channel is used) or None."""
     p = subparsers.add_parser("images", help="pull, push, list, import and export images")
     p.add_argument("--root", dest="images_root", default=None,
                    help="work on this state root directly instead of asking shimd")
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        return int(args.func(None, args))
     except ShimError as exc:
         print(f"shimctl: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -117,3 +117,13 @@ def test_rootfs_through_services(shimd, client, tmp_path):
     client.images.delete("default", "docker.io/library/busybox:latest")
     result = client.images.prune(0)
     assert len(result.snapshots) == 1 and len(result.blobs) == 3
+
+
+def test_through_shimctl_main(shimd, capsys):
+    """The images verbs as shimctl itself registers them (func(client, args))."""
+    main = pytest.importorskip("shim.ctl.main").main
+    sock, _ = shimd
+    assert main(["--address", str(sock), "images", "busybox", "localhost/bb:main"]) == 0
+    assert main(["--address", str(sock), "images", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "NAME" in out and "localhost/bb:main" in out
