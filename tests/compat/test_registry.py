@@ -223,3 +223,56 @@ def test_snapshot_store_untouched_by_pull(registry, local, tmp_path):
     c2, i2 = stores(fresh)
     client(registry).pull(c2, i2, NS, f"{registry.host}/x:1")
     assert OverlaySnapshotter(fresh).list() == []
+
+
+def test_index_resolves_to_linux_amd64(registry, local, tmp_path):
+    """A multi-platform index pulls only the linux/amd64 manifest; export uses that."""
+    import io
+    import json as _json
+
+    from shim.images.oci import OCI_INDEX, Descriptor, canonical, descriptor_for
+    from shim.images.resolve import read_config
+
+    content, images = stores(local)
+    amd = resolve_manifest(content, images.get(NS, "docker.io/library/busybox:latest").target)
+    arm_layer = store_layer(content, io.BytesIO(b"\0" * 1024))
+    arm_cfg = read_config(content, amd).raw | {"architecture": "arm64",
+                                               "rootfs": {"type": "layers",
+                                                          "diff_ids": [arm_layer[1]]}}
+    arm_target = make_image(content, [arm_layer], arm_cfg["config"])
+    arm_manifest = _json.loads(content.read_bytes(arm_target.digest))
+    cfg_bytes = canonical(arm_cfg)
+    cfg_desc = descriptor_for(arm_manifest["config"]["mediaType"], cfg_bytes)
+    content.write_blob(cfg_bytes, cfg_desc.digest)
+    arm_manifest["config"] = cfg_desc.to_dict()
+    arm_bytes = canonical(arm_manifest)
+    arm_desc = descriptor_for(arm_manifest["mediaType"], arm_bytes)
+    content.write_blob(arm_bytes, arm_desc.digest)
+    images.put(NS, Image("localhost/multi:arm64", arm_desc))
+
+    c = client(registry)
+    c.push(content, images, NS, f"{registry.host}/multi:amd64", local_name="busybox")
+    c.push(content, images, NS, f"{registry.host}/multi:arm64", local_name="localhost/multi:arm64")
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        Descriptor(arm_desc.media_type, arm_desc.digest, arm_desc.size,
+                   platform={"os": "linux", "architecture": "arm64"}).to_dict(),
+        Descriptor(amd.descriptor.media_type, amd.descriptor.digest, amd.descriptor.size,
+                   platform={"os": "linux", "architecture": "amd64"}).to_dict(),
+    ]}
+    index_bytes = canonical(index)
+    index_desc = descriptor_for(OCI_INDEX, index_bytes)
+    from shim.images.reference import parse_reference
+    c.put_manifest(parse_reference(f"{registry.host}/multi:latest"), "latest", index_desc,
+                   index_bytes)
+
+    fresh = tmp_path / "fresh"
+    c2, i2 = stores(fresh)
+    result = c.pull(c2, i2, NS, f"{registry.host}/multi:latest")
+    assert result.image.target.digest == index_desc.digest
+    assert result.manifest.descriptor.digest == amd.descriptor.digest
+    assert not c2.exists(arm_layer[0].digest) and not c2.exists(arm_desc.digest)
+    out = run_in_image(fresh, f"{registry.host}/multi:latest", ["uname", "-m"], tmp_path)
+    assert out.stdout == "x86_64\n", out.stderr
+    pushed = c.push(c2, i2, NS, f"{registry.host}/copy:1",
+                    local_name=f"{registry.host}/multi:latest")
+    assert pushed.target.digest == amd.descriptor.digest, "the partial index is not pushed"
