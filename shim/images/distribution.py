@@ -225,12 +225,14 @@ class RegistryClient:
                 send_headers["Authorization"] = auth
             try:
                 resp = self._send(method, url, send_headers, body)
-            except ssl.SSLError:
+            except ssl.SSLError as exc:
                 if host in self.insecure and url.startswith("https://"):
                     self._scheme[host] = "http"
                     url = "http://" + url[len("https://"):]
                     continue
-                raise
+                raise RegistryError(f"{method} {url}: TLS failed ({exc}); for a registry "
+                                    "with a self-signed certificate use insecure, for one "
+                                    "without TLS plain HTTP") from exc
             except OSError as exc:
                 raise RegistryError(f"{method} {url}: {exc}") from exc
             if resp.status == 401 and attempt < 2 and not isinstance(body, Iterator):

@@ -54,8 +54,23 @@ class Registry:
             conn.close()
 
 
+def _tls_ready(host: str) -> bool:
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(host, timeout=5, context=ctx)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status in (200, 401)
+    finally:
+        conn.close()
+
+
 @contextlib.contextmanager
-def run_registry(workdir: Path, htpasswd: str = "") -> Iterator[Registry]:
+def run_registry(workdir: Path, htpasswd: str = "", tls: bool = False) -> Iterator[Registry]:
+    """A registry serving `workdir/storage`; with `tls`, HTTPS with a self-signed cert."""
     assert REGISTRY, "docker-registry is not installed"
     port = free_port()
     storage = workdir / "storage"
@@ -64,12 +79,20 @@ def run_registry(workdir: Path, htpasswd: str = "") -> Iterator[Registry]:
     if htpasswd:
         (workdir / "htpasswd").write_text(htpasswd)
         auth = f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {workdir / 'htpasswd'}\n"
+    tls_conf = ""
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem")],
+                       check=True, capture_output=True)
+        tls_conf = (f"  tls:\n    certificate: {workdir / 'cert.pem'}\n"
+                    f"    key: {workdir / 'key.pem'}\n")
     config = workdir / "config.yml"
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n" + tls_conf + auth
     )
     log = open(workdir / "registry.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=log, stderr=log,
@@ -79,7 +102,7 @@ def run_registry(workdir: Path, htpasswd: str = "") -> Iterator[Registry]:
         deadline = time.monotonic() + 15
         while True:
             try:
-                if reg.status("/v2/") in (200, 401):
+                if _tls_ready(reg.host) if tls else reg.status("/v2/") in (200, 401):
                     break
             except OSError:
                 pass

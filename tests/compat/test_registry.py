@@ -276,3 +276,16 @@ def test_index_resolves_to_linux_amd64(registry, local, tmp_path):
     pushed = c.push(c2, i2, NS, f"{registry.host}/copy:1",
                     local_name=f"{registry.host}/multi:latest")
     assert pushed.target.digest == amd.descriptor.digest, "the partial index is not pushed"
+
+
+def test_insecure_registry_with_self_signed_tls(tmp_path, local):
+    content, images = stores(local)
+    with run_registry(tmp_path / "tls", tls=True) as reg:
+        ref = f"{reg.host}/tls/busybox:1"
+        from shim.images.distribution import RegistryError
+        with pytest.raises(RegistryError, match=r"TLS failed.*insecure"):
+            RegistryClient().push(content, images, NS, ref, local_name="busybox")
+        RegistryClient(insecure={reg.host}).push(content, images, NS, ref, local_name="busybox")
+        c2, i2 = stores(tmp_path / "fresh")
+        result = RegistryClient(insecure={reg.host}).pull(c2, i2, NS, ref)
+        assert result.bytes_downloaded > 0
