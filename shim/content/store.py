@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -148,13 +149,11 @@ class Writer:
         os.fsync(self._fd)
         target = self._store.blob_path(actual)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            self._discard()
-        else:
-            os.chmod(self._dir / "data", 0o444)
+        if not target.exists():
+            os.fchmod(self._fd, 0o444)
             os.rename(self._dir / "data", target)
             _fsync_dir(target.parent)
-            self._discard()
+        self._discard()
         if labels:
             self._store.update(actual, labels)
         return actual
@@ -167,8 +166,9 @@ class Writer:
         return f"{h.name}:{h.hexdigest()}"
 
     def _discard(self) -> None:
-        self.close()
+        """Remove the ingest while still holding its lock, so no writer can take it over."""
         self._store._remove_ingest(self._dir)
+        self.close()
 
     def close(self) -> None:
         """Release the ingest, keeping its data for a later writer with the same ref."""
@@ -294,15 +294,10 @@ class ContentStore:
             if self.exists(expected):
                 raise AlreadyExists(f"content {expected} already exists")
         directory = self._ingest_dir(ref)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / "data", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        fd = self._lock_ingest(directory, ref)
+        if expected and self.exists(expected):
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise Unavailable(f"ingest {ref!r} is locked by another writer") from None
-            raise
+            raise AlreadyExists(f"content {expected} already exists")
         meta_path = directory / "meta.json"
         meta: dict[str, object] = {}
         with contextlib.suppress(FileNotFoundError, ValueError):
@@ -322,6 +317,38 @@ class ContentStore:
         w = Writer(self, ref, directory, fd, meta)
         os.lseek(fd, 0, os.SEEK_END)
         return w
+
+    @staticmethod
+    def _lock_ingest(directory: Path, ref: str) -> int:
+        """Open and lock the ingest's data file; the lock is held by whoever writes it.
+
+        A writer that committed or discarded the ingest meanwhile has removed (or renamed
+        into blobs/) the file we opened: then start over, never write to that inode.
+        """
+        data = directory / "data"
+        for _ in range(1000):
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(data, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise Unavailable(f"ingest {ref!r} is locked by another writer") from None
+                raise
+            mine = os.fstat(fd)
+            try:
+                current = os.stat(data)
+            except FileNotFoundError:
+                current = None
+            if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev,
+                                                                           mine.st_ino):
+                return fd
+            os.close(fd)
+        raise Unavailable(f"ingest {ref!r} keeps changing under us")
 
     def status(self, ref: str) -> IngestStatus:
         directory = self._ingest_dir(ref)

@@ -24,13 +24,20 @@ import logging
 import re
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shim.content.api import ContentAPI
-from shim.errors import AlreadyExists, FailedPrecondition, NotFound, ShimError
+from shim.content.api import ContentAPI, ContentWriter
+from shim.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    ShimError,
+    Unavailable,
+)
 from shim.images.export import export_target
 from shim.images.oci import (
     DEFAULT_PLATFORM,
@@ -339,9 +346,9 @@ class RegistryClient:
         if content.exists(desc.digest):
             progress(ProgressEvent(Status.EXISTS, desc.digest, desc.size, desc.size, kind))
             return 0, 0
-        try:
-            w = content.writer(f"pull-{desc.digest}", desc.size, desc.digest)
-        except AlreadyExists:
+        w = self._open_ingest(content, desc)
+        if w is None:
+            progress(ProgressEvent(Status.EXISTS, desc.digest, desc.size, desc.size, kind))
             return 0, 0
         try:
             offset = w.offset
@@ -379,6 +386,22 @@ class RegistryClient:
             return current - resumed, resumed
         finally:
             w.close()
+
+    def _open_ingest(self, content: ContentAPI, desc: Descriptor) -> ContentWriter | None:
+        """The blob's ingest, or None once it exists (another pull may be writing it:
+        then wait for that one rather than fetch the same bytes twice)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return content.writer(f"pull-{desc.digest}", desc.size, desc.digest)
+            except AlreadyExists:
+                return None
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                if content.exists(desc.digest):
+                    return None
 
     def pull(self, content: ContentAPI, images: ImageStoreAPI, namespace: str, ref_str: str, *,
              platform: Platform = DEFAULT_PLATFORM,

@@ -73,7 +73,7 @@ class ImageStore:
                 before = json.dumps(data, sort_keys=True)
                 yield data
                 if json.dumps(data, sort_keys=True) != before:
-                    tmp = path.with_name(f".{namespace}.{os.getpid()}.tmp")
+                    tmp = path.with_name(f".{namespace}.{os.getpid()}.{threading.get_ident()}.tmp")
                     with open(tmp, "w") as f:
                         json.dump(data, f, sort_keys=True)
                         f.flush()

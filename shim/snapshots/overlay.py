@@ -113,7 +113,7 @@ class OverlaySnapshotter:
         return data
 
     def _save(self, meta: dict[str, Any]) -> None:
-        tmp = self._meta_path.with_name(f".metadata.{os.getpid()}.tmp")
+        tmp = self._meta_path.with_name(f".metadata.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "w") as f:
             json.dump(meta, f, sort_keys=True)
             f.flush()

@@ -289,3 +289,30 @@ def test_insecure_registry_with_self_signed_tls(tmp_path, local):
         c2, i2 = stores(tmp_path / "fresh")
         result = RegistryClient(insecure={reg.host}).pull(c2, i2, NS, ref)
         assert result.bytes_downloaded > 0
+
+
+def test_concurrent_pulls_share_blobs(registry, local, tmp_path):
+    """Two pulls of images sharing layers, at once, into one store: both complete."""
+    import threading
+
+    content, images = stores(local)
+    random_layer_image(content, images, "localhost/share:1", [6 << 20])
+    ref = f"{registry.host}/share:1"
+    client(registry).push(content, images, NS, ref, local_name="localhost/share:1")
+    c2, i2 = stores(tmp_path / "fresh")
+    results, errors = [], []
+
+    def pull():
+        try:
+            results.append(client(registry).pull(c2, i2, NS, ref))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(results) == 3
+    assert sum(r.bytes_downloaded for r in results) < 2 * (6 << 20)
+    assert c2.list_statuses() == []
