@@ -109,3 +109,42 @@ def test_bad_digests(bad):
 def test_digest_bytes():
     assert digest_bytes(b"") == (
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+
+
+def test_racing_writers_of_one_blob(store):
+    """Writers racing for one ingest: one commits, the others see it exist; the blob is
+    never written through a stale lock."""
+    import threading
+    import time
+
+    results, errors = [], []
+
+    def write():
+        for _ in range(500):
+            try:
+                w = store.writer("race", len(DATA), DIGEST)
+            except AlreadyExists:
+                results.append("exists")
+                return
+            except Unavailable:
+                time.sleep(0.001)
+                continue
+            try:
+                w.truncate(0)
+                w.write(DATA)
+                results.append(w.commit())
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                w.close()
+            return
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert DIGEST in results and len(results) == 6
+    assert store.read_bytes(DIGEST) == DATA
+    assert store.list_statuses() == []
