@@ -108,6 +108,12 @@ def main() -> int:
                     rows.append(("umoci unpack (not installed)", float("nan")))
             if not shutil.which("ctr"):
                 rows.append(("ctr pull (not installed)", float("nan")))
+    by = dict(rows)
+    rows.append(("berth pull + unpack", by[f"berth pull ({args.workers} parallel layers)"]
+                 + by["berth unpack into overlay snapshots"]))
+    if "umoci unpack" in by:
+        rows.append(("skopeo copy + umoci unpack",
+                     by["skopeo copy docker:// → oci:"] + by["umoci unpack"]))
     print(f"image: busybox + {args.layers} layers, {total / 1e6:.0f} MB compressed\n")
     print("| step | seconds | MB/s |\n|---|---|---|")
     for name, secs in rows:
