@@ -40,7 +40,7 @@ def unpack(content: ContentAPI, snapshotter: OverlaySnapshotter, manifest: Manif
             continue
         progress(ProgressEvent(Status.EXTRACTING, layer.digest, 0, layer.size))
         key = f"extract-{uuid.uuid4().hex[:12]} {chain}"
-        snapshotter.prepare(key, parent, labels={LABEL_EXTRACTING: chain})
+        snapshotter.prepare(key, parent, labels={LABEL_EXTRACTING: chain}, check_mount=False)
         try:
             stream = IterStream(content.read(layer.digest))
             result = apply_layer(stream, snapshotter.upper_dir(key))

@@ -29,6 +29,9 @@ from typing import Any
 
 from shim.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
+MAX_MOUNT_DATA = 4096
+"""mount(2) copies at most a page of options: the lowerdir list must fit in it."""
+
 Mount = dict[str, Any]
 """An OCI mount: {"type": ..., "source": ..., "options": [...]}."""
 
@@ -150,8 +153,8 @@ class OverlaySnapshotter:
 
     # -- operations -------------------------------------------------------------------
 
-    def _create(self, kind: Kind, key: str, parent: str,
-                labels: dict[str, str] | None) -> list[Mount]:
+    def _create(self, kind: Kind, key: str, parent: str, labels: dict[str, str] | None,
+                check_mount: bool = True) -> list[Mount]:
         if not key:
             raise InvalidArgument("a snapshot needs a non-empty key")
         with self._locked() as meta:
@@ -174,12 +177,25 @@ class OverlaySnapshotter:
             if kind == Kind.ACTIVE and parent:
                 (base / "work").mkdir()
             meta["snapshots"][key] = record
-            return self._mounts(meta, record)
+            mounts = self._mounts(meta, record)
+            data = ",".join(o for m in mounts for o in m["options"])
+            if check_mount and len(data) >= MAX_MOUNT_DATA:
+                del meta["snapshots"][key]
+                shutil.rmtree(base, ignore_errors=True)
+                raise FailedPrecondition(
+                    f"snapshot {key!r}: the overlay options of {len(self._chain(meta, parent))} "
+                    f"layers take {len(data)} bytes, over the kernel's {MAX_MOUNT_DATA}; "
+                    "flatten the image or use a shorter state root")
+            return mounts
 
-    def prepare(self, key: str, parent: str = "",
-                labels: dict[str, str] | None = None) -> list[Mount]:
-        """A writable snapshot on top of `parent` (committed); its mounts."""
-        return self._create(Kind.ACTIVE, key, parent, labels)
+    def prepare(self, key: str, parent: str = "", labels: dict[str, str] | None = None,
+                check_mount: bool = True) -> list[Mount]:
+        """A writable snapshot on top of `parent` (committed); its mounts.
+
+        `check_mount=False` is for unpacking, which writes to upper_dir() and never
+        mounts: a chain too deep for one overlay mount can still be unpacked.
+        """
+        return self._create(Kind.ACTIVE, key, parent, labels, check_mount)
 
     def view(self, key: str, parent: str = "",
              labels: dict[str, str] | None = None) -> list[Mount]:

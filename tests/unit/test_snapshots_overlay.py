@@ -71,3 +71,15 @@ def test_state_survives_a_new_instance(sn, tmp_path):
     sn.update("x", {"k": "v"})
     again = OverlaySnapshotter(tmp_path)
     assert again.stat("x").labels == {"k": "v"}
+
+
+def test_too_many_layers_for_one_mount_is_a_clear_error(sn):
+    parent = ""
+    for i in range(120):
+        sn.prepare(f"x{i}", parent, check_mount=False)
+        sn.commit(f"layer{i}", f"x{i}")
+        parent = f"layer{i}"
+    with pytest.raises(FailedPrecondition, match="over the kernel's 4096"):
+        sn.prepare("ctr", parent)
+    assert not sn.exists("ctr")
+    assert sum(1 for _ in sn.dirs.iterdir()) == 120
