@@ -153,3 +153,35 @@ def test_prune_keeps_what_is_used(root, tmp_path):
     assert snapshotter.list() == [] and content.list() == []
     with pytest.raises(NotFound):
         prepare_container_rootfs(root, "busybox", "ctr2")
+
+
+def test_zstd_layer_runs(root, tmp_path):
+    import zstandard
+
+    content, images, _ = stores(root)
+    bb = resolve_manifest(content, images.get(NS, BUSYBOX).target)
+    bb_layer = (bb.layers[0], read_config(content, bb).diff_ids[0])
+    raw = tar_of([("dir", "etc", b""), ("file", "etc/zstd-marker", "zstd works\n")])
+    layer = store_layer(content, io.BytesIO(zstandard.ZstdCompressor().compress(raw)))
+    assert layer[0].media_type.endswith("+zstd")
+    images.put(NS, Image("localhost/zstd:1", make_image(content, [bb_layer, layer])))
+    out = run_in_image(root, "localhost/zstd:1", ["cat", "/etc/zstd-marker"], tmp_path)
+    assert out.stdout == "zstd works\n", out.stderr
+
+
+def test_hostile_layer_in_an_image_leaves_nothing(root, tmp_path):
+    from shim.archive import LayerError
+
+    content, images, snapshotter = stores(root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bb = resolve_manifest(content, images.get(NS, BUSYBOX).target)
+    bb_layer = (bb.layers[0], read_config(content, bb).diff_ids[0])
+    evil = store_layer(content, io.BytesIO(tar_of([
+        ("sym", "escape", str(outside)), ("file", "escape/pwned", "x")])))
+    images.put(NS, Image("localhost/evil:1", make_image(content, [bb_layer, evil])))
+    with pytest.raises(LayerError, match="'escape' is a symlink"):
+        prepare_container_rootfs(root, "localhost/evil:1", "victim")
+    assert list(outside.iterdir()) == []
+    kinds = [(s.name, s.kind.value) for s in snapshotter.list()]
+    assert kinds == [(bb_layer[1], "committed")], "the good base layer stays, nothing else"
