@@ -708,3 +708,73 @@ def test_docker_profile_same_verdicts_as_runc(
         rt.cleanup()
     assert done.returncode == 0, done.stderr
     assert _parse_probe(done.stdout) == ours
+
+
+# --- end to end: the same specs through lowrun and runc (the `runtime` fixture) ---
+
+
+def _container(runtime: Any, bundle_factory: Any, args: list[str], config: dict[str, Any]) -> str:
+    bundle = bundle_factory(args, config)
+    cid = "sec-" + os.urandom(6).hex()
+    done = runtime.run("run", "--bundle", str(bundle), cid, timeout=60)
+    assert done.returncode == 0, f"{runtime.name}: {done.stderr}"
+    return str(done.stdout)
+
+
+@needs_seccomp
+def test_container_docker_profile_verdicts(
+    runtime: Any, bundle_factory: Any, sysprobe: Path
+) -> None:
+    from tests.support.bundle import base_config
+
+    held = list(DOCKER_DEFAULT_CAPABILITIES)
+    config = base_config()
+    config["process"]["capabilities"] = {s: held for s in ("bounding", "effective", "permitted")}
+    config["linux"]["seccomp"] = default_seccomp_profile(held)
+    config["root"]["readonly"] = False
+
+    def with_probe(args: list[str], cfg: dict[str, Any] | None = None) -> Path:
+        bundle = bundle_factory(args, cfg)
+        shutil.copy2(sysprobe, bundle / "rootfs" / "sysprobe")
+        return Path(bundle)
+
+    out = _container(runtime, with_probe, ["/sysprobe", *PROBES], config)
+    assert _parse_probe(out) == PROBES
+
+
+def test_container_with_only_cap_kill_cannot_chown(runtime: Any, bundle_factory: Any) -> None:
+    from tests.support.bundle import base_config
+
+    config = base_config()
+    config["root"]["readonly"] = False
+    script = "touch /tmp/f; chown 1234 /tmp/f; echo chown=$?; grep CapEff /proc/self/status"
+    config["process"]["capabilities"] = {
+        s: ["CAP_KILL"] for s in ("bounding", "effective", "permitted")
+    }
+    out = _container(runtime, bundle_factory, ["sh", "-c", script], config)
+    assert "chown=1" in out
+    assert "0000000000000020" in out  # CAP_KILL only
+    config["process"]["capabilities"] = {
+        s: ["CAP_KILL", "CAP_CHOWN"] for s in ("bounding", "effective", "permitted")
+    }
+    assert "chown=0" in _container(runtime, bundle_factory, ["sh", "-c", script], config)
+
+
+def test_container_ambient_caps_for_a_non_root_user(runtime: Any, bundle_factory: Any) -> None:
+    from tests.support.bundle import base_config
+
+    config = base_config()
+    wanted = ["CAP_NET_BIND_SERVICE"]
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["process"]["capabilities"] = {
+        "bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL"],
+        "effective": wanted,
+        "permitted": wanted,
+        "inheritable": wanted,
+        "ambient": wanted,
+    }
+    out = _container(runtime, bundle_factory, ["grep", "^Cap", "/proc/self/status"], config)
+    fields = dict(line.split(":\t") for line in out.splitlines())
+    assert int(fields["CapAmb"], 16) == 1 << 10
+    assert int(fields["CapEff"], 16) == 1 << 10
+    assert int(fields["CapBnd"], 16) == 1 << 10 | 1 << 5
