@@ -197,7 +197,17 @@ def apply(sets: CapabilitySets) -> None:
     an ambient capability the kernel refuses (it must be both permitted and inheritable)
     is skipped with a warning rather than failing the container.
     """
-    syscalls.capset(mask(sets.effective), mask(sets.permitted), mask(sets.inheritable))
+    try:
+        syscalls.capset(mask(sets.effective), mask(sets.permitted), mask(sets.inheritable))
+    except SyscallError as e:
+        if e.errno != errno.EPERM:
+            raise
+        raise SyscallError(
+            e.errno,
+            "capset",
+            "the kernel refused the sets: inheritable capabilities must be in the bounding"
+            " set, and permitted ones held by the init",
+        ) from e
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     for number in sorted(sets.ambient):
         try:

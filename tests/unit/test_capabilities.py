@@ -145,6 +145,7 @@ class FakeSyscalls:
         self.bounding = set(bounding)
         self.refuse_ambient = refuse_ambient or {}
         self.calls: list[tuple[Any, ...]] = []
+        self.refuse_capset = False
 
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0) -> int:
         self.calls.append(("prctl", option, arg2, arg3))
@@ -160,6 +161,8 @@ class FakeSyscalls:
 
     def capset(self, effective: int, permitted: int, inheritable: int) -> None:
         self.calls.append(("capset", effective, permitted, inheritable))
+        if self.refuse_capset:
+            raise SyscallError(errno.EPERM, "capset", "")
 
     def set_keepcaps(self, keep: bool) -> None:
         self.calls.append(("keepcaps", keep))
@@ -229,3 +232,11 @@ def test_keep_for_setuid_sets_keepcaps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(caps, "syscalls", fake)
     caps.keep_for_setuid()
     assert fake.calls == [("keepcaps", True)]
+
+
+def test_capset_refusal_explains_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSyscalls(bounding=set())
+    fake.refuse_capset = True
+    monkeypatch.setattr(caps, "syscalls", fake)
+    with pytest.raises(SyscallError, match="inheritable capabilities must be in the bounding"):
+        caps.apply(caps.CapabilitySets(inheritable=frozenset({0})))
