@@ -220,13 +220,13 @@ def plan(spec: Mapping[str, Any], where: str = "$.linux.seccomp") -> FilterPlan:
     if not isinstance(arches, list):
         raise ConfigError(f"{where}.architectures", "must be an array")
     for i, arch in enumerate(arches):
-        if arch not in ARCHITECTURES:
+        if not isinstance(arch, str) or arch not in ARCHITECTURES:
             raise ConfigError(f"{where}.architectures[{i}]", f"unknown architecture {arch!r}")
     flags = spec.get("flags") or []
     if not isinstance(flags, list):
         raise ConfigError(f"{where}.flags", "must be an array")
     for i, flag in enumerate(flags):
-        if flag not in FLAGS:
+        if not isinstance(flag, str) or flag not in FLAGS:
             raise ConfigError(
                 f"{where}.flags[{i}]", f"unknown flag {flag!r} (known: {', '.join(FLAGS)})"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,19 @@ def test_capset_refusal_explains_the_rules(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(caps, "syscalls", fake)
     with pytest.raises(SyscallError, match="inheritable capabilities must be in the bounding"):
         caps.apply(caps.CapabilitySets(inheritable=frozenset({0})))
+
+
+def test_any_bad_input_is_a_config_error() -> None:
+    rng = random.Random(7)
+    values: list[Any] = [None, 1, "CAP_KILL", "CAP_NOPE", [], ["CAP_KILL", 3], {"a": 1}, [[]], True]
+    for _ in range(2000):
+        spec: Any = {
+            rng.choice([*caps.SET_NAMES, "other"]): rng.choice(values)
+            for _ in range(rng.randint(0, 5))
+        }
+        if rng.random() < 0.1:
+            spec = rng.choice(values)
+        try:
+            caps.parse(spec)
+        except ConfigError as e:
+            assert e.where.startswith("$.process.capabilities")

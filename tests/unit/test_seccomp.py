@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import random
 import struct
 from typing import Any
 
@@ -191,6 +192,18 @@ def test_plan_errors_name_the_json_path(change: Any, where: str) -> None:
     assert info.value.where == where
 
 
+def test_unhashable_entries_are_config_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        seccomp.plan(mkdir_spec(architectures=[["SCMP_ARCH_X86_64"]]))
+    assert info.value.where == "$.linux.seccomp.architectures[0]"
+    with pytest.raises(ConfigError) as info:
+        seccomp.plan(mkdir_spec(flags=[{}]))
+    assert info.value.where == "$.linux.seccomp.flags[0]"
+    with pytest.raises(ConfigError) as info:
+        seccomp.plan(mkdir_spec(defaultAction=["SCMP_ACT_ALLOW"]))
+    assert info.value.where == "$.linux.seccomp.defaultAction"
+
+
 def test_where_prefix_is_the_callers() -> None:
     with pytest.raises(ConfigError) as info:
         seccomp.plan({"defaultAction": "nope"}, where="$.x.seccomp")
@@ -334,3 +347,52 @@ def test_supported_architectures_are_those_libseccomp_resolves() -> None:
     archs = seccomp.supported_architectures()
     assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"} <= set(archs)
     assert set(archs) <= seccomp.ARCHITECTURES
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    kinds = ["int", "str", "none", "bool", "neg"] + (["list", "dict"] if depth < 3 else [])
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, 1, 5, 6, 13, 65535, 65536, 1 << 63, 1 << 64])
+    if kind == "neg":
+        return -rng.randint(1, 10)
+    if kind == "str":
+        return rng.choice(
+            ["SCMP_ACT_ERRNO", "SCMP_ACT_ALLOW", "SCMP_CMP_EQ", "mkdir", "SCMP_ARCH_X86", "x", ""]
+        )
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return rng.choice([True, False])
+    if kind == "list":
+        return [_random_json(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    keys = [
+        "defaultAction",
+        "defaultErrnoRet",
+        "architectures",
+        "flags",
+        "syscalls",
+        "names",
+        "action",
+        "errnoRet",
+        "args",
+        "index",
+        "value",
+        "valueTwo",
+        "op",
+    ]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def test_any_bad_input_is_a_config_error() -> None:
+    rng = random.Random(20261125)
+    for _ in range(3000):
+        spec = _random_json(rng)
+        if isinstance(spec, dict):
+            spec.setdefault("defaultAction", rng.choice(["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", 3]))
+            if rng.random() < 0.7:
+                spec["syscalls"] = [_random_json(rng, 1) for _ in range(rng.randint(0, 3))]
+        try:
+            seccomp.plan(spec)
+        except ConfigError as e:
+            assert e.where.startswith("$.linux.seccomp")
