@@ -214,15 +214,16 @@ _BIND_ONLY = {"bind", "rbind", "rw"}
 
 def rootfs_without_mount(mounts: list[dict[str, Any]]) -> str | None:
     """A single plain bind mount needs no mount at all: the runtime can use its source."""
-    if len(mounts) == 1 and mounts[0].get("type") == "bind":
-        if set(mounts[0].get("options") or []) <= _BIND_ONLY:
-            source = str(mounts[0].get("source", ""))
-            if not os.path.isabs(source) or not os.path.isdir(source):
-                raise InvalidArgument(
-                    f"rootfs bind source {source!r} must be an existing absolute directory"
-                )
-            return source
-    return None
+    if len(mounts) != 1 or mounts[0].get("type") != "bind":
+        return None
+    if not set(mounts[0].get("options") or []) <= _BIND_ONLY:
+        return None
+    source = str(mounts[0].get("source", ""))
+    if not os.path.isabs(source) or not os.path.isdir(source):
+        raise InvalidArgument(
+            f"rootfs bind source {source!r} must be an existing absolute directory"
+        )
+    return source
 
 
 def mount_rootfs(mounts: list[dict[str, Any]], target: Path) -> None:

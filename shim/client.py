@@ -153,7 +153,7 @@ class Client:
 
     @_translate
     def version(self) -> version_pb2.VersionResponse:
-        return self._version.Version(version_pb2.VersionRequest(), timeout=self.timeout)
+        return self._version.Version(version_pb2.VersionRequest(), timeout=self.timeout)  # type: ignore[no-any-return]
 
     # ---- containers ---------------------------------------------------------------
 
@@ -169,12 +169,12 @@ class Client:
             snapshot_key=snapshot_key, snapshotter=snapshotter,
             runtime=containers_pb2.Runtime(name=runtime), labels=labels or {},
         )
-        return self.containers.Create(containers_pb2.CreateContainerRequest(container=msg),
+        return self.containers.Create(containers_pb2.CreateContainerRequest(container=msg),  # type: ignore[no-any-return]
                                       metadata=self._md, timeout=self.timeout).container
 
     @_translate
     def get_container(self, container_id: str) -> containers_pb2.Container:
-        return self.containers.Get(containers_pb2.GetContainerRequest(id=container_id),
+        return self.containers.Get(containers_pb2.GetContainerRequest(id=container_id),  # type: ignore[no-any-return]
                                    metadata=self._md, timeout=self.timeout).container
 
     @_translate
@@ -194,7 +194,7 @@ class Client:
         if image is not None:
             msg.image = image
             mask.append("image")
-        return self.containers.Update(
+        return self.containers.Update(  # type: ignore[no-any-return]
             containers_pb2.UpdateContainerRequest(container=msg, update_mask=mask),
             metadata=self._md, timeout=self.timeout).container
 
@@ -241,13 +241,13 @@ class Client:
     @_translate
     def delete_task(self, container_id: str, exec_id: str = "",
                     force: bool = False) -> tasks_pb2.DeleteResponse:
-        return self.tasks.Delete(tasks_pb2.DeleteTaskRequest(
+        return self.tasks.Delete(tasks_pb2.DeleteTaskRequest(  # type: ignore[no-any-return]
             container_id=container_id, exec_id=exec_id, force=force),
             metadata=self._md, timeout=self.timeout)
 
     @_translate
     def get_task(self, container_id: str, exec_id: str = "") -> tasks_pb2.Process:
-        return self.tasks.Get(tasks_pb2.GetRequest(container_id=container_id,
+        return self.tasks.Get(tasks_pb2.GetRequest(container_id=container_id,  # type: ignore[no-any-return]
                                                    exec_id=exec_id),
                               metadata=self._md, timeout=self.timeout).process
 
@@ -295,7 +295,7 @@ class Client:
 
     @_translate
     def stats(self, container_id: str) -> tasks_pb2.Metrics:
-        return self.tasks.Stats(tasks_pb2.StatsRequest(container_id=container_id),
+        return self.tasks.Stats(tasks_pb2.StatsRequest(container_id=container_id),  # type: ignore[no-any-return]
                                 metadata=self._md, timeout=self.timeout).metrics
 
     @_translate

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
+if TYPE_CHECKING:  # the monitor imports this module: typing, pathlib cost it memory
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import Any
 
 MAX_LINE = 16 * 1024
 
@@ -107,6 +110,8 @@ class JsonFileLog:
 
 def read_entries(path: str | Path, rotated: bool = True) -> Iterator[dict[str, Any]]:
     """Entries of a json-file log, oldest first (rotated files first when `rotated`)."""
+    from pathlib import Path
+
     base = Path(path)
     files: list[Path] = []
     if rotated:

@@ -143,10 +143,7 @@ class ShimServer:
         if close is not None:
             close()
         self.server.stop(grace).wait()
-        try:
-            self.address.unlink()
-        except FileNotFoundError:
-            pass
+        self.address.unlink(missing_ok=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         result: bool = self.server.wait_for_termination(timeout)

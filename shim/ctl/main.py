@@ -24,7 +24,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from shim import namespaces
@@ -327,7 +327,7 @@ def cmd_version(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[tuple[str, ...]], quiet: bool) -> None:
+def _table(rows: Sequence[Sequence[str]], quiet: bool) -> None:
     if quiet:
         for row in rows[1:]:
             print(row[0])

@@ -22,13 +22,16 @@ import struct
 import sys
 import termios
 import time
-from typing import Any
 
 from shim.logs import JsonFileLog
 from shim.monitor import cgroup
 from shim.monitor.protocol import EXIT_NAME, MonitorError, encode
 from shim.monitor.reactor import IN, Reactor
 from shim.monitor.stdio import Pump, open_sink, open_source
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
+if TYPE_CHECKING:  # not at run time: every import costs each monitor memory
+    from typing import Any
 
 DRAIN_SECONDS = 2.0
 """How long an exit waits for the process's output to reach EOF before it is reported."""
@@ -385,7 +388,8 @@ class Monitor:
         exec_id = str(req.get("exec_id") or "")
         proc = self.procs.get(exec_id)
         if proc is None:
-            raise MonitorError("not_found", f"exec process {exec_id!r} not found in task {self.id!r}")
+            raise MonitorError("not_found",
+                               f"exec process {exec_id!r} not found in task {self.id!r}")
         return proc
 
     def handle(self, conn: Conn, req: dict[str, Any]) -> dict[str, Any] | None:
@@ -405,7 +409,8 @@ class Monitor:
         proc = self.proc_for(req)
         if proc.status != "created" or proc.reaped:
             raise MonitorError("failed_precondition",
-                               f"{self._name(proc)} is {proc.status}, not created: it can start once")
+                               f"{self._name(proc)} is {proc.status}, not created: "
+                               "it can start once")
         if proc is self.init:
             self.run_runtime("start", self.id)
         else:
@@ -441,7 +446,8 @@ class Monitor:
         if not exec_id:
             raise MonitorError("invalid_argument", "an exec process needs a non-empty exec_id")
         if exec_id in self.procs:
-            raise MonitorError("already_exists", f"exec id {exec_id!r} is in use in task {self.id!r}")
+            raise MonitorError("already_exists",
+                               f"exec id {exec_id!r} is in use in task {self.id!r}")
         if self.init.reaped:
             raise MonitorError("failed_precondition", f"task {self.id!r} has exited")
         self.procs[exec_id] = Proc(exec_id, req.get("stdio") or {}, req.get("process") or {})
@@ -542,7 +548,8 @@ class Monitor:
                 conn.send({"ok": False, "kind": "failed_precondition", "error": str(exc)})
                 continue
             except Exception as exc:  # a bug must not kill the container's monitor
-                conn.send({"ok": False, "kind": "internal", "error": f"{type(exc).__name__}: {exc}"})
+                conn.send({"ok": False, "kind": "internal",
+                           "error": f"{type(exc).__name__}: {exc}"})
                 continue
             if reply is not None:
                 conn.send({"ok": True, **reply})
@@ -582,10 +589,8 @@ class Monitor:
             self.log.close()
         if self.listener is not None:
             self.listener.close()
-            try:
+            if os.path.exists(self.cfg["socket"]):
                 os.unlink(self.cfg["socket"])
-            except FileNotFoundError:
-                pass
 
 
 def _daemonize(task_dir: str) -> int:

@@ -9,11 +9,13 @@ stream of event objects (`{"type": "exit" | "oom" | ...}`), one per line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import socket
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
 
 CONFIG_NAME = "monitor.json"
 EXIT_NAME = "exit.json"
@@ -30,6 +32,8 @@ class MonitorError(Exception):
 
 def socket_path(state_dir: str, namespace: str, container_id: str) -> str:
     """A short socket path (sun_path holds 108 bytes) unique per namespace and id."""
+    import hashlib  # shimd's side only
+
     digest = hashlib.sha256(f"{namespace}/{container_id}".encode()).hexdigest()[:20]
     return os.path.join(state_dir, "s", digest + ".sock")
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import select
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT

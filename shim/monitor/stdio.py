@@ -11,10 +11,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from shim.logs import JsonFileLog
 from shim.monitor.reactor import IN, OUT, Reactor
+
+TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def open_sink(path: str) -> int:

@@ -7,6 +7,7 @@ spec of `shim.bundle` at creation, so callers may send only what differs.
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any, Protocol
 
@@ -63,11 +64,13 @@ class ContainerService:
     def get(self, namespace: str, container_id: str) -> ContainerRecord:
         return self.store.get(namespace, container_id)
 
-    def list(self, namespace: str, filters: list[str] | None = None) -> list[ContainerRecord]:
+    def list(self, namespace: str, filters: builtins.list[str] | None = None
+             ) -> builtins.list[ContainerRecord]:
         parsed = parse_filters(filters or [])
         return [r for r in self.store.list(namespace) if matches(parsed, _fields(r))]
 
-    def update(self, namespace: str, record: ContainerRecord, mask: list[str]) -> ContainerRecord:
+    def update(self, namespace: str, record: ContainerRecord,
+               mask: builtins.list[str]) -> ContainerRecord:
         current = self.store.get(namespace, record.id)
         allowed = {"labels", "image", "spec", "snapshot_key", "runtime"}
         for name in mask or ["labels", "image"]:

@@ -24,7 +24,10 @@ from shim.api.v1 import events_pb2, events_pb2_grpc
 from shim.errors import InvalidArgument
 from shim.services import ServiceContext
 
-_CLAUSE = re.compile(r"""^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(==|!=|~=)\s*(?:"([^"]*)"|'([^']*)'|([^,]*?))\s*$""")
+_CLAUSE = re.compile(
+    r"""^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(==|!=|~=)\s*"""
+    r"""(?:"([^"]*)"|'([^']*)'|([^,]*?))\s*$"""
+)
 
 
 @dataclass(frozen=True)

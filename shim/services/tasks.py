@@ -595,7 +595,8 @@ def _process(view: dict[str, Any]) -> tasks_pb2.Process:
     stdio = view.get("stdio") or {}
     msg = tasks_pb2.Process(
         container_id=view["container_id"], exec_id=view.get("exec_id", ""),
-        pid=int(view.get("pid") or 0), status=_STATUS.get(view.get("status", ""), 0),
+        pid=int(view.get("pid") or 0),
+        status=_STATUS.get(str(view.get("status", "")), tasks_pb2.UNKNOWN),
         exit_status=int(view.get("exit_status") or 0), oom_killed=bool(view.get("oom_killed")),
         terminal=bool(view.get("terminal")), stdin=stdio.get("stdin") or "",
         stdout=stdio.get("stdout") or "", stderr=stdio.get("stderr") or "",

@@ -8,6 +8,7 @@ monitor, container process, mount, runtime state or cgroup of the test remains.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -117,10 +118,8 @@ class Shimd:
                             "--force", data["id"]], capture_output=True, check=False)
         for pid in self.monitor_pids():
             leaks.append(f"process left: {pid}")
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         runtime_root = self.state / "runtime"
         for state_file in runtime_root.glob("*/*/*/state.json") if runtime_root.exists() else []:
             leaks.append(f"runtime state left: {state_file.parent}")
@@ -131,10 +130,8 @@ class Shimd:
             subprocess.run(["umount", "-l", target], check=False)
         for cg in _cgroup_dirs(f"berth-*-{self.tag}-"):
             leaks.append(f"cgroup left: {cg}")
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(cg)
-            except OSError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
         return leaks
 
@@ -177,7 +174,7 @@ def _delete_everything(client: Client, root: Path) -> None:
                 c.delete_task(task.container_id, force=True)
             for container in c.list_containers():
                 c.delete_container(container.id)
-        except Exception:  # noqa: BLE001 - teardown must go on
+        except Exception:
             pass
 
 

@@ -1,3 +1,5 @@
+# ruff: noqa: F811
+# (pytest fixtures are imported by name and used as arguments)
 """50 containers started concurrently through one shimd: all run, all are reaped with
 their own exit status, and nothing is left behind (the fixture checks processes,
 mounts, runtime state and cgroups)."""

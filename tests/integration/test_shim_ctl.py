@@ -1,3 +1,5 @@
+# ruff: noqa: F811
+# (pytest fixtures are imported by name and used as arguments)
 """shimctl over a real shimd, lightly: the client underneath is tested in depth."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# ruff: noqa: F811
+# (pytest fixtures are imported by name and used as arguments)
 """The lifecycle of a task through shimd's client, with runc and with lowrun."""
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+# ruff: noqa: F811
+# (pytest fixtures are imported by name and used as arguments)
 """kill -9 of shimd: containers and monitors live on, a new shimd re-attaches to them
 and reports the exits that happened while it was down."""
 
