@@ -419,3 +419,41 @@ def test_bad_config_fails_before_any_mount(bundle: Path) -> None:
         run_in_child(inside, flags=CONTAINER)
     assert info.value.kind == "ConfigError"
     assert "$.mounts[2].options[0]" in info.value.message
+
+
+def test_cgroup2_mount_and_its_bind_fallback(bundle: Path) -> None:
+    """cgroup2 mounted afresh; where the kernel refuses (a user namespace without a cgroup
+    namespace), the container's own cgroup2 directory is bound from the host instead."""
+    cgroup2 = {"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup2",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}
+    config = minimal_config(cgroup2)
+
+    def inside(cfg: dict[str, Any], cgroup: Path | None = None) -> dict[str, Any]:
+        if cgroup is not None:
+            (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+        rootfs.prepare(cfg, str(bundle), "rootfs")
+        with open("/proc/self/mountinfo") as f:
+            info = {m.mountpoint: m for m in mounts.parse_mountinfo(f.read())}
+        m = info[f"{bundle}/rootfs/sys/fs/cgroup"]
+        return {"fstype": m.fstype, "root": m.root, "options": mount_options()[m.mountpoint],
+                "files": sorted(os.listdir(f"{bundle}/rootfs/sys/fs/cgroup"))}
+
+    fresh = run_in_child(lambda: inside(config), flags=CONTAINER)
+    assert fresh["fstype"] == "cgroup2"
+    assert "ro" in fresh["options"]
+    assert "cgroup.procs" in fresh["files"]
+
+    userns_config = minimal_config(cgroup2)
+    userns_config["mounts"] = [userns_config["mounts"][1], cgroup2]  # no proc: no pid ns
+    userns_config["linux"]["namespaces"] = [{"type": "user"}, {"type": "mount"}]
+    with open("/proc/self/mountinfo") as f:
+        unified = next(m for m in mounts.parse_mountinfo(f.read()) if m.fstype == "cgroup2")
+    own = Path(unified.mountpoint) / f"berth-rootfs-test-{os.getpid()}-{id(bundle)}"
+    own.mkdir()
+    try:
+        bound = run_in_child(lambda: inside(userns_config, own), flags=0, userns=True)
+    finally:
+        own.rmdir()
+    assert bound["fstype"] == "cgroup2"
+    assert bound["root"] == "/" + own.name  # a bind of the child's own cgroup
+    assert "ro" in bound["options"]
