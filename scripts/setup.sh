@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-APT_PACKAGES="busybox-static nftables iproute2 runc crun skopeo docker-registry libseccomp2 hyperfine umoci openssl"
+APT_PACKAGES="busybox-static nftables iproute2 runc crun skopeo docker-registry libseccomp2 hyperfine umoci openssl containerd"
 missing=""
 for p in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

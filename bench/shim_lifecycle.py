@@ -1,0 +1,200 @@
+"""shimd against containerd: create+start+wait+delete of /bin/true, and one monitor's memory.
+
+    sudo .venv/bin/python bench/shim_lifecycle.py [--runs 30] [--runtime runc]
+
+Both daemons run in temporary roots with the same busybox rootfs directory and the
+same OCI runtime. Rows:
+- berth, Python client: Containers.Create, Tasks.Create/Start/Wait/Delete,
+  Containers.Delete through shim.client (one process, warm channel);
+- berth, `shimctl run --rm`: the same through the command line (a Python start per run);
+- containerd, `ctr run --rm --rootfs`: the peer command line (when containerd is installed).
+Memory: VmRSS, RssAnon and Pss of one monitor (shim-monitor) and of one
+containerd-shim-runc-v2, each holding a `sleep` container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shim.client import Client, Mount  # noqa: E402
+from tests.support.rootfs import build_busybox_rootfs  # noqa: E402
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and RssAnon (kB) from status, Pss (kB) from smaps_rollup."""
+    out: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon"):
+            out[key] = int(value.split()[0])
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            out["Pss"] = int(line.split()[1])
+    return out
+
+
+def timed(runs: int, once: Callable[[int], None]) -> list[float]:
+    once(-1)  # warm up
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        once(i)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    ms = sorted(t * 1000 for t in times)
+    p90 = ms[int(len(ms) * 0.9) - 1] if len(ms) >= 10 else ms[-1]
+    return f"{statistics.median(ms):.0f} | {p90:.0f} | {statistics.mean(ms):.0f}"
+
+
+def find_pid(needle: str) -> int:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle.encode() in cmd:
+                return int(entry)
+    raise RuntimeError(f"no process with {needle!r} in its command line")
+
+
+def bench_shimd(work: Path, rootfs: Path, runtime: str, runs: int) -> list[str]:
+    address = work / "shim.sock"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "shim.daemon", "--root", str(work / "root"), "--state",
+         str(work / "state"), "--address", str(address), "--runtime", runtime],
+        cwd=ROOT, stderr=subprocess.DEVNULL,
+    )
+    rows = []
+    try:
+        while not address.exists():
+            time.sleep(0.05)
+        client = Client(str(address))
+        client.wait_ready()
+
+        def lifecycle(i: int) -> None:
+            cid = f"b{i + 1}"
+            client.create_container(cid, {"process": {"args": ["/bin/true"]}})
+            client.create_task(cid, rootfs=[Mount("bind", str(rootfs))])
+            client.start(cid)
+            assert client.wait(cid).exit_status == 0
+            client.delete_task(cid)
+            client.delete_container(cid)
+
+        rows.append(f"| berth: shim.client, create+start+wait+delete ({runtime}) | "
+                    f"{summary(timed(runs, lifecycle))} |")
+
+        def shimctl(i: int) -> None:
+            subprocess.run([sys.executable, "-m", "shim.ctl.main", "--address", str(address),
+                            "run", "--rm", "--rootfs", str(rootfs), f"r{i + 1}", "/bin/true"],
+                           cwd=ROOT, check=True)
+
+        rows.append(f"| berth: `shimctl run --rm` ({runtime}) | "
+                    f"{summary(timed(max(5, runs // 3), shimctl))} |")
+
+        client.create_container("mem", {"process": {"args": ["sleep", "1000"]}})
+        client.create_task("mem", rootfs=[Mount("bind", str(rootfs))])
+        client.start("mem")
+        time.sleep(1)
+        mon = memory(find_pid("tasks/default/mem/monitor.json"))
+        rows.append(f"MEM | berth monitor (shim-monitor, python -S) | {mon['VmRSS']} | "
+                    f"{mon['RssAnon']} | {mon['Pss']} |")
+        client.delete_task("mem", force=True)
+        client.delete_container("mem")
+        client.close()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+    return rows
+
+
+CONTAINERD_CONFIG = """version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{address}"
+"""
+
+
+def bench_containerd(work: Path, rootfs: Path, runtime: str, runs: int) -> list[str]:
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        return ["| containerd: `ctr run --rm` | not installed | | |"]
+    work.mkdir(parents=True)
+    address = work / "containerd.sock"
+    config = work / "config.toml"
+    config.write_text(CONTAINERD_CONFIG.format(root=work / "croot", state=work / "cstate",
+                                               address=address))
+    daemon = subprocess.Popen(["containerd", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctr = ["ctr", "--address", str(address), "--namespace", "bench"]
+    rows = []
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run([*ctr, "version"], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("containerd did not start")
+            time.sleep(0.2)
+        runtime_flag = ["--runc-binary", shutil.which(runtime) or runtime]
+
+        def ctr_run(i: int) -> None:
+            subprocess.run([*ctr, "run", "--rm", *runtime_flag, "--rootfs", str(rootfs),
+                            f"c{i + 1}", "/bin/true"], check=True, stdout=subprocess.DEVNULL)
+
+        rows.append(f"| containerd 1.6: `ctr run --rm --rootfs` ({runtime}) | "
+                    f"{summary(timed(max(5, runs // 3), ctr_run))} |")
+        subprocess.run([*ctr, "run", "-d", *runtime_flag, "--rootfs", str(rootfs), "mem",
+                        "/bin/sleep", "1000"], check=True, stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        shim = memory(find_pid("containerd-shim-runc-v2\x00-namespace\x00bench\x00-id\x00mem"))
+        rows.append(f"MEM | containerd-shim-runc-v2 (Go) | {shim['VmRSS']} | "
+                    f"{shim['RssAnon']} | {shim['Pss']} |")
+        subprocess.run([*ctr, "task", "kill", "-s", "KILL", "mem"], capture_output=True)
+        time.sleep(0.5)
+        subprocess.run([*ctr, "task", "rm", "-f", "mem"], capture_output=True)
+        subprocess.run([*ctr, "container", "rm", "mem"], capture_output=True)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(20)
+        subprocess.run(["umount", "-R", str(work / "croot")], capture_output=True)
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--runtime", default="runc")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shimb-", dir="/tmp"))
+    try:
+        rootfs = build_busybox_rootfs(work / "rootfs")
+        rows = bench_shimd(work / "s", rootfs, args.runtime, args.runs)
+        rows += bench_containerd(work / "c", rootfs, args.runtime, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("| what | median ms | p90 ms | mean ms |\n|---|---|---|---|")
+    print("\n".join(r for r in rows if not r.startswith("MEM")))
+    print("\n| process holding one `sleep` container | VmRSS kB | RssAnon kB | Pss kB |")
+    print("|---|---|---|---|")
+    print("\n".join(r[4:] for r in rows if r.startswith("MEM")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
