@@ -46,12 +46,20 @@ def become_terminal(slave_path: str) -> None:
         os.close(slave)
 
 
-def send_fd(socket_path: str, fd: int, name: str = "/dev/ptmx") -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(socket_path)
-        except OSError as exc:
-            raise LowrunError(f"console socket {socket_path}: {exc.strerror}") from None
+def connect(socket_path: str) -> socket.socket:
+    """Connect to the console socket while its path is still visible (before pivot_root)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(socket_path)
+    except OSError as exc:
+        sock.close()
+        raise LowrunError(f"console socket {socket_path}: {exc.strerror}") from None
+    return sock
+
+
+def send_fd(sock: socket.socket, fd: int, name: str = "/dev/ptmx") -> None:
+    """Send `fd` with SCM_RIGHTS on a connected socket, then close the socket."""
+    with sock:
         fds = array.array("i", [fd])
         sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 

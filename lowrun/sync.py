@@ -29,7 +29,7 @@ class Channel:
         self.sock.send(json.dumps({"type": kind, **data}).encode())
 
     def send_error(self, exc: BaseException) -> None:
-        msg: dict[str, Any] = {"kind": type(exc).__name__, "message": str(exc)}
+        msg: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
         if isinstance(exc, errors.ConfigError):
             msg.update(where=exc.where, problem=exc.problem)
         self.send("error", **msg)
@@ -59,9 +59,9 @@ class Channel:
 
 
 def _rebuild(msg: dict[str, Any]) -> errors.LowrunError:
-    if msg.get("kind") == "ConfigError":
+    if msg.get("error") == "ConfigError":
         return errors.ConfigError(msg["where"], msg["problem"])
-    cls = getattr(errors, msg.get("kind", ""), None)
+    cls = getattr(errors, msg.get("error", ""), None)
     if isinstance(cls, type) and issubclass(cls, errors.LowrunError) and cls not in (
         errors.ContainerNotFound,
         errors.ContainerExists,

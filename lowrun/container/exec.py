@@ -9,12 +9,19 @@ member of the container's pid namespace, and lowrun (a subreaper) waits for it.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from lowrun import namespaces, process, syscalls
+from lowrun import console, namespaces, process, syscalls
 from lowrun.container.create import write_pid_file
-from lowrun.container.init import _finalize_privileges, _setup_terminal_for_exec
+from lowrun.container.init import (
+    Privileges,
+    setup_terminal,
+    apply_privileges,
+    load_late_seccomp,
+    prepare_privileges,
+)
 from lowrun.container.lifecycle import cgroup_of, status_of
 from lowrun.errors import InvalidState, LowrunError, UsageError
 from lowrun.state import CREATED, RUNNING, ContainerState, StateStore
@@ -89,6 +96,12 @@ def _stage1(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoRet
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         channel.recv("cgroup-ready")
+        config = {"process": opts.process,
+                  "linux": {"seccomp": (state.config.get("linux") or {}).get("seccomp")}}
+        priv = prepare_privileges(config)
+        console_conn = None
+        if opts.process.get("terminal") and opts.console_socket:
+            console_conn = console.connect(opts.console_socket)
         joinable = [t for t in state.namespaces if not namespaces.same_as_self(state.pid, t)]
         paths = namespaces.paths_of(state.pid, joinable)
         opened = namespaces.open_paths(paths)
@@ -98,7 +111,7 @@ def _stage1(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoRet
             os.setresuid(0, 0, 0)
         pid = os.fork()
         if pid == 0:
-            _exec_child(state, opts, channel)
+            _exec_child(opts, priv, console_conn, channel)
         channel.send("pid", pid=pid)
     except BaseException as exc:
         channel.send_error(exc)
@@ -106,24 +119,22 @@ def _stage1(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoRet
     os._exit(0)
 
 
-def _exec_child(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoReturn:
+def _exec_child(
+    opts: ExecOptions, priv: Privileges, console_conn: socket.socket | None, channel: Channel
+) -> NoReturn:
     try:
         proc = opts.process
-        if proc.get("terminal"):
+        if console_conn is not None:
             os.setsid()
-            assert opts.console_socket is not None
-            _setup_terminal_for_exec(opts.console_socket)
+            setup_terminal(console_conn)
         process.apply_rlimits(proc.get("rlimits"))
-        config = {"process": proc, "linux": {"seccomp": (state.config.get("linux") or {}).get(
-            "seccomp")}}
-        seccomp_filter = _finalize_privileges(config)
+        apply_privileges(priv)
         process.change_dir(proc.get("cwd") or "/")
         env = list(proc.get("env") or [])
         executable = process.find_executable(proc["args"][0], env)
         process.set_umask(proc.get("user") or {})
         process.cloexec_from(3 + opts.preserve_fds)
-        if seccomp_filter is not None and proc.get("noNewPrivileges"):
-            seccomp_filter.load()
+        load_late_seccomp(priv)
         process.exec_process(executable, proc["args"], env)
     except BaseException as exc:
         channel.send_error(exc)

@@ -13,11 +13,14 @@ Nothing here returns: each stage ends in os._exit or execve.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from lowrun import hooks, namespaces, process, rootfs, syscalls
+# Everything the init uses after pivot_root must be imported before it: the runtime's
+# files are not visible from inside the container.
+from lowrun import capabilities, console, hooks, namespaces, network, process, rootfs, syscalls
 from lowrun.namespaces import NamespacePlan
 from lowrun.sync import Channel
 
@@ -98,27 +101,28 @@ def _init(ctx: InitContext) -> None:
     os.setsid()
     _set_names(ctx)
     if "network" in ctx.plan.new:
-        from lowrun.network import loopback_up
+        network.loopback_up()
 
-        loopback_up()
-
+    console_conn = None
+    if proc.get("terminal") and ctx.console_socket:
+        console_conn = console.connect(ctx.console_socket)
     rootfs.prepare(config, ctx.bundle, ctx.rootfs)
     ctx.channel.send("hooks")
     ctx.channel.recv("hooks-done")
     hooks.run_hooks(hooks.hooks_for(config, "createContainer"), _hook_state(ctx, host_pid),
                     "createContainer")
+    priv = prepare_privileges(config)
     rootfs.enter(ctx.rootfs, no_pivot=ctx.no_pivot)
-    if proc.get("terminal"):
-        _setup_terminal(ctx)
+    if console_conn is not None:
+        setup_terminal(console_conn, mount_console=True)
     rootfs.finish(config)
 
     process.apply_rlimits(proc.get("rlimits"))
-    seccomp_filter = _finalize_privileges(config)
-    user = proc.get("user") or {}
+    apply_privileges(priv)
     process.change_dir(proc.get("cwd") or "/")
     env = list(proc.get("env") or [])
     executable = process.find_executable(proc["args"][0], env)
-    process.set_umask(user)
+    process.set_umask(priv.user)
     process.cloexec_from(3 + ctx.preserve_fds)
     ctx.channel.send("ready")
     ctx.channel.close()
@@ -129,8 +133,7 @@ def _init(ctx: InitContext) -> None:
     os.close(ctx.fifo_fd)
     hooks.run_hooks(hooks.hooks_for(config, "startContainer"), _hook_state(ctx, host_pid),
                     "startContainer")
-    if seccomp_filter is not None and proc.get("noNewPrivileges"):
-        seccomp_filter.load()
+    load_late_seccomp(priv)
     process.exec_process(executable, proc["args"], env)
 
 
@@ -147,15 +150,8 @@ def _set_names(ctx: InitContext) -> None:
         syscalls.setdomainname(domainname)
 
 
-def _setup_terminal(ctx: InitContext) -> None:
-    assert ctx.console_socket is not None
-    _setup_terminal_for_exec(ctx.console_socket, mount_console=True)
-
-
-def _setup_terminal_for_exec(console_socket: str, mount_console: bool = False) -> None:
+def setup_terminal(console_socket: socket.socket, mount_console: bool = False) -> None:
     """A pty from the container's devpts: master to the console socket, slave our stdio."""
-    from lowrun import console
-
     master, slave = console.open_pty()
     if mount_console:
         console.mount_console(slave)
@@ -164,28 +160,47 @@ def _setup_terminal_for_exec(console_socket: str, mount_console: bool = False) -
     console.become_terminal(slave)
 
 
-def _finalize_privileges(config: dict[str, Any]) -> Any:
-    """no_new_privs, seccomp (unless it must wait for exec), capabilities, user.
+@dataclass
+class Privileges:
+    """What the process will run with, worked out while the runtime's files are still
+    visible (before pivot_root or setns into the container's mount namespace)."""
 
-    Returns the seccomp filter still to be loaded right before exec, if any.
-    """
+    capabilities: capabilities.CapabilitySets
+    user: dict[str, Any]
+    no_new_privs: bool
+    seccomp: Any = None
+
+
+def prepare_privileges(config: dict[str, Any]) -> Privileges:
     proc: dict[str, Any] = config["process"]
-    nnp = bool(proc.get("noNewPrivileges"))
     seccomp_spec = (config.get("linux") or {}).get("seccomp")
     seccomp_filter = None
-    if seccomp_spec:
+    if seccomp_spec is not None:
         from lowrun import seccomp
 
-        seccomp_filter = seccomp.compile(seccomp_spec)
-    if nnp:
-        syscalls.set_no_new_privs()
-    if seccomp_filter is not None and not nnp:
-        seccomp_filter.load()
-    from lowrun import capabilities
+        if seccomp.wanted(seccomp_spec):
+            seccomp_filter = seccomp.compile(seccomp_spec)
+    return Privileges(
+        capabilities=capabilities.parse(proc.get("capabilities")),
+        user=proc.get("user") or {},
+        no_new_privs=bool(proc.get("noNewPrivileges")),
+        seccomp=seccomp_filter,
+    )
 
-    caps = capabilities.parse(proc.get("capabilities"))
-    capabilities.drop_bounding(caps)
+
+def apply_privileges(priv: Privileges) -> None:
+    """no_new_privs, seccomp (unless it must wait until exec), capabilities, user: runc's order."""
+    if priv.no_new_privs:
+        syscalls.set_no_new_privs()
+    if priv.seccomp is not None and not priv.no_new_privs:
+        priv.seccomp.load()
+    capabilities.drop_bounding(priv.capabilities)
     capabilities.keep_for_setuid()
-    process.set_user(proc.get("user") or {})
-    capabilities.apply(caps)
-    return seccomp_filter
+    process.set_user(priv.user)
+    capabilities.apply(priv.capabilities)
+
+
+def load_late_seccomp(priv: Privileges) -> None:
+    """With no_new_privs the filter is loaded last, so that it need not allow lowrun's calls."""
+    if priv.seccomp is not None and priv.no_new_privs:
+        priv.seccomp.load()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,20 @@ class Runtime:
     def run(
         self, *args: str, check: bool = False, timeout: float = 60, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
-        kw.setdefault("capture_output", True)
+        """Run the runtime; stdout and stderr go to files, not pipes, because a detached
+        container inherits them and would keep a pipe open long after the command ends."""
         kw.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.run(
-            self.cmd(*args), check=check, timeout=timeout, text=True, **kw
-        )
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.run(self.cmd(*args), timeout=timeout, stdout=out, stderr=err, **kw)
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(
+                proc.args, proc.returncode, out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
+        if check:
+            result.check_returncode()
+        return result
 
     def state(self, container_id: str) -> dict[str, Any]:
         out = self.run("state", container_id, check=True).stdout
