@@ -61,6 +61,20 @@ def _create(parent: int, name: str, kind: str, mode: int, path: str) -> None:
         raise SyscallError(exc.errno or errno.EIO, call, path) from None
 
 
+def _deepest_existing(rootfd: int, parts: list[str], no_symlinks: bool) -> int:
+    """How many leading components resolve already (usually all but the last one).
+
+    Only a shortcut: the walk in `ensure` re-checks every step from there on.
+    """
+    for count in range(len(parts) - 1, 0, -1):
+        try:
+            os.close(open_in_root(rootfd, "/".join(parts[:count]), no_symlinks=no_symlinks))
+            return count
+        except SyscallError:
+            continue
+    return 0
+
+
 def ensure(
     rootfd: int, path: str, kind: str = "dir", mode: int = 0o755, no_symlinks: bool = False
 ) -> int:
@@ -72,8 +86,13 @@ def ensure(
     `no_symlinks`. An existing object of another type is returned as it is: the
     caller decides whether that is an error.
     """
+    try:
+        return open_in_root(rootfd, path, no_symlinks=no_symlinks)  # the common case
+    except SyscallError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
     parts = split(path)
-    index = 0
+    index = _deepest_existing(rootfd, parts, no_symlinks)
     hops = 0
     while index < len(parts):
         prefix = "/".join(parts[: index + 1])
