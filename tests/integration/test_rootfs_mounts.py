@@ -71,12 +71,13 @@ def mount_options() -> dict[str, list[str]]:
     return result
 
 
-def test_runc_default_mounts(bundle: Path) -> None:
+@pytest.mark.parametrize("no_pivot", [False, True], ids=["pivot", "no-pivot"])
+def test_runc_default_mounts(bundle: Path, no_pivot: bool) -> None:
     config = base_config()  # runc spec's mounts, masked and read-only paths, readonly root
     config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}
 
     def inside() -> dict[str, Any]:
-        build(config, bundle)
+        build(config, bundle, no_pivot=no_pivot)
         info = mountinfo()
         facts: dict[str, Any] = {
             "types": {p: m.fstype for p, m in info.items()},
