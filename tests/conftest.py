@@ -31,9 +31,42 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
 
 
+_ISSUED_IDS: list[str] = []
+
+
 @pytest.fixture
 def container_id() -> str:
-    return "t-" + uuid.uuid4().hex[:12]
+    """A unique container id; the session checks at its end that none of them left a trace."""
+    cid = "t-" + uuid.uuid4().hex[:12]
+    _ISSUED_IDS.append(cid)
+    return cid
+
+
+def _traces_of(ids: set[str]) -> list[str]:
+    found: list[str] = []
+    with open("/proc/self/mounts") as f:
+        found += [f"mount: {line.split()[1]}" for line in f if any(i in line for i in ids)]
+    for controller in os.listdir("/sys/fs/cgroup"):
+        for dirpath, dirnames, _ in os.walk(f"/sys/fs/cgroup/{controller}"):
+            found += [f"cgroup: {dirpath}/{d}" for d in dirnames if d in ids]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if any(i in cmdline for i in ids):
+            found.append(f"process {pid}: {cmdline.replace(chr(0), ' ')}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """After the whole run: no mount, cgroup or process may still carry a test's container id."""
+    yield
+    if IS_ROOT and _ISSUED_IDS:
+        traces = _traces_of(set(_ISSUED_IDS))
+        assert not traces, "the tests left these behind:\n" + "\n".join(traces[:20])
 
 
 @pytest.fixture(params=["lowrun", "runc"])
