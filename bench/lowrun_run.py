@@ -55,7 +55,9 @@ def time_run(binary: str, state_root: Path, bundle: Path) -> float:
     return elapsed
 
 
-def measure(runtimes: dict[str, str], work: Path, bundle: Path, runs: int) -> dict[str, list[float]]:
+def measure(
+    runtimes: dict[str, str], work: Path, bundle: Path, runs: int
+) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runtimes}
     for name, binary in runtimes.items():  # warm-up: page cache, .pyc files
         time_run(binary, work / f"{name}-root", bundle)

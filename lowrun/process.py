@@ -101,5 +101,5 @@ def cloexec_from(first: int) -> None:
 
 
 def exec_process(executable: str, args: list[str], env: list[str]) -> None:
-    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    environ = dict(e.partition("=")[::2] for e in env)
     os.execve(executable, args, environ)

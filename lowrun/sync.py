@@ -38,7 +38,8 @@ class Channel:
         if timeout is not None:
             ready, _, _ = select.select([self.sock], [], [], timeout)
             if not ready:
-                raise errors.LowrunError(f"timed out waiting for the container's {expect or 'reply'}")
+                what = expect or "reply"
+                raise errors.LowrunError(f"timed out waiting for the container's {what}")
         raw = self.sock.recv(_MAX)
         if not raw:
             raise errors.LowrunError(

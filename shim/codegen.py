@@ -26,8 +26,8 @@ def generate(root: Path) -> None:
     out_dir = root / "shim" / "api" / "v1"
     if not _stale(protos, out_dir):
         return
-    from grpc_tools import protoc  # build-time only
     import grpc_tools
+    from grpc_tools import protoc  # build-time only
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for pkg in (root / "shim" / "api", out_dir):

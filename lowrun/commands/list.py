@@ -28,5 +28,6 @@ def main(args: argparse.Namespace) -> int:
                  for d in docs]
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
-            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+            cells = (c.ljust(w) for c, w in zip(row, widths, strict=True))
+            sys.stdout.write("   ".join(cells).rstrip() + "\n")
     return 0

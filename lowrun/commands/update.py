@@ -42,7 +42,11 @@ def _from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _from_file(path: str) -> dict[str, Any]:
     try:
-        text = sys.stdin.read() if path == "-" else open(path).read()
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path) as f:
+                text = f.read()
         data = json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
         raise UsageError(f"--resources {path}: {exc}") from None

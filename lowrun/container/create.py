@@ -178,7 +178,8 @@ def write_id_maps(pid: int, config: dict[str, Any]) -> None:
             with open(f"/proc/{pid}/{kind}_map", "w") as f:
                 f.write(lines)
         except OSError as exc:
-            raise ConfigError(f"$.linux.{key}", f"cannot write {kind}_map: {exc.strerror}") from None
+            problem = f"cannot write {kind}_map: {exc.strerror}"
+            raise ConfigError(f"$.linux.{key}", problem) from None
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -17,10 +17,10 @@ from lowrun import console, namespaces, process, syscalls
 from lowrun.container.create import write_pid_file
 from lowrun.container.init import (
     Privileges,
-    setup_terminal,
     apply_privileges,
     load_late_seccomp,
     prepare_privileges,
+    setup_terminal,
 )
 from lowrun.container.lifecycle import cgroup_of, status_of
 from lowrun.errors import InvalidState, LowrunError, UsageError
