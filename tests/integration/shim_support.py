@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from shim.client import Client
+from shim.client import Client, Mount
 from tests.support.rootfs import copy_rootfs
 from tests.support.runtime import binary_for
 
@@ -194,14 +194,15 @@ def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
 
 
 def run_container(client: Client, cid: str, args: list[str], rootfs: Path,
-                  spec: dict[str, Any] | None = None, **task: Any) -> int:
-    """Create the container and its task (not started); returns the init pid."""
-    from shim.client import Mount
-
+                  spec: dict[str, Any] | None = None,
+                  rootfs_mounts: list[Mount] | None = None, **task: Any) -> int:
+    """Create the container and its task (not started); returns the init pid. The
+    rootfs is `rootfs` bind-mounted unless `rootfs_mounts` says otherwise."""
     overlay = spec or {}
     overlay.setdefault("process", {})["args"] = args
     client.create_container(cid, overlay)
-    return client.create_task(cid, rootfs=[Mount("bind", str(rootfs))], **task)
+    return client.create_task(cid, rootfs=rootfs_mounts or [Mount("bind", str(rootfs))],
+                              **task)
 
 
 def remove(client: Client, cid: str) -> None:
