@@ -11,7 +11,7 @@ import pytest
 from shim.bundle import DEFAULT_CAPABILITIES
 from shim.client import Client, LogConfig, Mount, Stdio
 from shim.logs import read_entries
-from tests.integration.shim_support import (
+from tests.integration.shim_support import (  # noqa: F401 - fixtures
     Shimd,
     client,
     remove,
