@@ -1,134 +1,147 @@
 """lowrun's command line: runc's commands and flags, parsed here, run by lowrun.commands.
 
-Only argparse is imported up front; each verb's module is imported when it runs, so
+Nothing heavy is imported up front; each verb's module is imported when it runs, so
 that `lowrun state` does not pay for what `lowrun create` needs.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from typing import NoReturn
 
 from lowrun import OCI_VERSION, __version__
+from lowrun.errors import UsageError
+from lowrun.flags import BOOL, INT, LIST, VALUE, Command, Flag, parse, usage
 
+HELP = Flag("--help,-h", BOOL, "show this help")
 
-class _Parser(argparse.ArgumentParser):
-    """runc exits 1 on usage errors; so does lowrun."""
+GLOBAL_FLAGS = [
+    Flag("--root", VALUE, "state directory", "/run/lowrun"),
+    Flag("--log", VALUE, "also write errors to this file"),
+    Flag("--log-format", VALUE, "text or json", "text"),
+    Flag("--debug", BOOL, "print a traceback with each error"),
+    Flag("--systemd-cgroup", BOOL, "not supported: refused"),
+    Flag("--criu", VALUE, "accepted for runc compatibility"),
+    Flag("--rootless", VALUE, "accepted for runc compatibility", "auto"),
+    Flag("--version,-v", BOOL, "print the version"),
+    HELP,
+]
 
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(1, f"lowrun: {message}\n")
+CREATE_FLAGS = [
+    Flag("--bundle,-b", VALUE, "path to the bundle directory", "."),
+    Flag("--console-socket", VALUE, "unix socket that receives the pty master"),
+    Flag("--pid-file", VALUE, "file to write the init's pid to"),
+    Flag("--no-pivot", BOOL, "use MS_MOVE + chroot, not pivot_root"),
+    Flag("--no-new-keyring", BOOL, "accepted for runc compatibility"),
+    Flag("--preserve-fds", INT, "pass N more fds, from 3 on"),
+    HELP,
+]
 
-
-def _id(p: argparse.ArgumentParser) -> None:
-    p.add_argument("container_id", metavar="ID")
-
-
-def _create_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", "-b", default=".", help="path to the bundle directory")
-    p.add_argument("--console-socket", help="unix socket that receives the pty master")
-    p.add_argument("--pid-file", help="file to write the init's pid to")
-    p.add_argument("--no-pivot", action="store_true", help="use MS_MOVE + chroot, not pivot_root")
-    p.add_argument("--no-new-keyring", action="store_true", help="accepted for runc compatibility")
-    p.add_argument("--preserve-fds", type=int, default=0, help="pass N fds from 3 on")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lowrun", description="An OCI runtime with runc's command line.")
-    parser.add_argument("--root", default="/run/lowrun", help="state directory")
-    parser.add_argument("--log", help="also write errors to this file")
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
-    parser.add_argument("--debug", action="store_true")
-    parser.add_argument("--systemd-cgroup", action="store_true", help="not supported: refused")
-    parser.add_argument("--criu", help="accepted for runc compatibility")
-    parser.add_argument("--rootless", default="auto", help="accepted for runc compatibility")
-    parser.add_argument("--version", "-v", action="store_true", help="print the version")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    p = sub.add_parser("create", help="create a container; its init waits for start")
-    _create_flags(p)
-    _id(p)
-    p = sub.add_parser("run", help="create and start a container, wait for it")
-    _create_flags(p)
-    p.add_argument("--detach", "-d", action="store_true")
-    p.add_argument("--keep", action="store_true", help="do not delete the container after exit")
-    p.add_argument("--no-subreaper", action="store_true", help="accepted for runc compatibility")
-    _id(p)
-    for verb, text in (("start", "start a created container"), ("state", "print the state"),
-                       ("pause", "freeze every process"), ("resume", "thaw a paused container")):
-        _id(sub.add_parser(verb, help=text))
-    p = sub.add_parser("kill", help="send a signal to the init (default SIGTERM)")
-    p.add_argument("--all", "-a", action="store_true", help="signal every process")
-    _id(p)
-    p.add_argument("signal", nargs="?", default="SIGTERM")
-    p = sub.add_parser("delete", help="delete a stopped container (or any, with --force)")
-    p.add_argument("--force", "-f", action="store_true")
-    _id(p)
-    p = sub.add_parser("list", help="list containers")
-    p.add_argument("--format", "-f", choices=["table", "json"], default="table")
-    p.add_argument("--quiet", "-q", action="store_true")
-    p = sub.add_parser("ps", help="list the processes of a container")
-    p.add_argument("--format", "-f", choices=["table", "json"], default="table")
-    _id(p)
-    p.add_argument("ps_args", nargs=argparse.REMAINDER)
-    p = sub.add_parser("exec", help="run a process in a container")
-    p.add_argument("--process", "-p", help="process.json (OCI process)")
-    p.add_argument("--tty", "-t", action="store_true")
-    p.add_argument("--detach", "-d", action="store_true")
-    p.add_argument("--env", "-e", action="append", default=[])
-    p.add_argument("--cwd")
-    p.add_argument("--user", "-u", help="uid[:gid]")
-    p.add_argument("--additional-gids", "-g", action="append", default=[])
-    p.add_argument("--cap", "-c", action="append", default=[])
-    p.add_argument("--no-new-privs", action="store_true")
-    p.add_argument("--console-socket")
-    p.add_argument("--pid-file")
-    p.add_argument("--preserve-fds", type=int, default=0)
-    p.add_argument("--process-label", help="accepted; SELinux is not supported")
-    p.add_argument("--apparmor", help="accepted; AppArmor is not supported")
-    p.add_argument("--ignore-paused", action="store_true")
-    p.add_argument("--cgroup", help="accepted for runc compatibility")
-    _id(p)
-    p.add_argument("args", nargs=argparse.REMAINDER)
-    p = sub.add_parser("update", help="update a container's resource limits")
-    p.add_argument("--resources", "-r", help="linux.resources JSON file, - for stdin")
-    for flag in ("--memory", "--memory-swap", "--memory-reservation", "--kernel-memory",
+UPDATE_LIMITS = ("--memory", "--memory-swap", "--memory-reservation", "--kernel-memory",
                  "--cpu-shares", "--cpu-quota", "--cpu-period", "--cpu-rt-period",
                  "--cpu-rt-runtime", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
-                 "--blkio-weight", "--l3-cache-schema", "--mem-bw-schema"):
-        p.add_argument(flag)
-    _id(p)
-    p = sub.add_parser("events", help="print resource statistics (and OOM events)")
-    p.add_argument("--stats", action="store_true", help="print statistics once and exit")
-    p.add_argument("--interval", default="5s")
-    _id(p)
-    p = sub.add_parser("spec", help="write a default config.json")
-    p.add_argument("--bundle", "-b", default=".")
-    p.add_argument("--rootless", action="store_true")
-    sub.add_parser("features", help="print what this runtime supports, as JSON")
-    return parser
+                 "--blkio-weight", "--l3-cache-schema", "--mem-bw-schema")
+
+ID = ("container_id",)
+
+COMMANDS = [
+    Command("create", "create a container; its init waits for start", CREATE_FLAGS, ID),
+    Command("run", "create and start a container, wait for it, delete it", [
+        *CREATE_FLAGS,
+        Flag("--detach,-d", BOOL, "return once started"),
+        Flag("--keep", BOOL, "do not delete the container after it exits"),
+        Flag("--no-subreaper", BOOL, "accepted for runc compatibility"),
+    ], ID),
+    Command("start", "start a created container", [HELP], ID),
+    Command("state", "print the state of a container", [HELP], ID),
+    Command("pause", "freeze every process of a container", [HELP], ID),
+    Command("resume", "thaw a paused container", [HELP], ID),
+    Command("kill", "send a signal to the init (default SIGTERM)", [
+        Flag("--all,-a", BOOL, "signal every process of the container"), HELP,
+    ], ("container_id", "signal?")),
+    Command("delete", "delete a stopped container (any, with --force)", [
+        Flag("--force,-f", BOOL, "kill it first if it runs"), HELP,
+    ], ID),
+    Command("list", "list containers", [
+        Flag("--format,-f", VALUE, "table or json", "table"),
+        Flag("--quiet,-q", BOOL, "print only the ids"), HELP,
+    ]),
+    Command("ps", "list the processes of a container", [
+        Flag("--format,-f", VALUE, "table or json", "table"), HELP,
+    ], ID, rest="ps_args"),
+    Command("exec", "run a process in a container", [
+        Flag("--process,-p", VALUE, "process.json (an OCI process)"),
+        Flag("--tty,-t", BOOL, "allocate a pty (needs --console-socket)"),
+        Flag("--detach,-d", BOOL, "return once started"),
+        Flag("--env,-e", LIST, "KEY=value, repeatable"),
+        Flag("--cwd", VALUE, "working directory"),
+        Flag("--user,-u", VALUE, "uid[:gid]"),
+        Flag("--additional-gids,-g", LIST, "additional gid, repeatable"),
+        Flag("--cap,-c", LIST, "add a capability, repeatable"),
+        Flag("--no-new-privs", BOOL, "set no_new_privs"),
+        Flag("--console-socket", VALUE, "unix socket that receives the pty master"),
+        Flag("--pid-file", VALUE, "file to write the process's pid to"),
+        Flag("--preserve-fds", INT, "pass N more fds, from 3 on"),
+        Flag("--process-label", VALUE, "accepted; SELinux is not supported"),
+        Flag("--apparmor", VALUE, "accepted; AppArmor is not supported"),
+        Flag("--ignore-paused", BOOL, "accepted for runc compatibility"),
+        Flag("--cgroup", VALUE, "accepted for runc compatibility"),
+        HELP,
+    ], ID, rest="args"),
+    Command("update", "update a container's resource limits", [
+        Flag("--resources,-r", VALUE, "linux.resources JSON file, - for stdin"),
+        *[Flag(name, VALUE, "limit, as runc update takes it") for name in UPDATE_LIMITS],
+        HELP,
+    ], ID),
+    Command("events", "print resource statistics and OOM events", [
+        Flag("--stats", BOOL, "print statistics once and exit"),
+        Flag("--interval", VALUE, "time between statistics", "5s"), HELP,
+    ], ID),
+    Command("spec", "write a default config.json", [
+        Flag("--bundle,-b", VALUE, "where to write it", "."),
+        Flag("--rootless", BOOL, "refused: lowrun runs as root"), HELP,
+    ]),
+    Command("features", "print what this runtime supports, as JSON", [HELP]),
+]
+
+CHOICES = {"log_format": ("text", "json"), "format": ("table", "json")}
 
 
 def version_text() -> str:
     return f"lowrun version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}\n"
 
 
+def _check_choices(args: object) -> None:
+    for dest, allowed in CHOICES.items():
+        value = getattr(args, dest, None)
+        if value is not None and value not in allowed:
+            flag = "--" + dest.replace("_", "-")
+            raise UsageError(f"{flag} {value!r}: use one of {', '.join(allowed)}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse(sys.argv[1:] if argv is None else argv, GLOBAL_FLAGS, COMMANDS)
+        _check_choices(args)
+    except UsageError as exc:
+        sys.stderr.write(f"lowrun: {exc}\n")
+        return 1
+    if args.help:
+        sys.stdout.write(usage(GLOBAL_FLAGS, COMMANDS, args.command))
+        return 0
     if args.version:
         sys.stdout.write(version_text())
         return 0
-    if not args.command:
-        parser.print_help(sys.stderr)
+    if args.command is None:
+        sys.stderr.write(usage(GLOBAL_FLAGS, COMMANDS))
         return 1
+    from importlib import import_module
+
     from lowrun.commands import report_errors
 
-    module = importlib.import_module(f"lowrun.commands.{args.command}")
     with report_errors(args) as outcome:
-        outcome.code = module.main(args)
+        if args.systemd_cgroup:
+            raise UsageError("--systemd-cgroup: lowrun has no systemd cgroup driver")
+        outcome.code = import_module(f"lowrun.commands.{args.command}").main(args)
     return outcome.code
 
 

@@ -7,10 +7,10 @@ is passed with SCM_RIGHTS over the `--console-socket` to whoever holds the termi
 
 from __future__ import annotations
 
+import _socket
 import array
 import fcntl
 import os
-import socket
 import struct
 import termios
 
@@ -46,9 +46,9 @@ def become_terminal(slave_path: str) -> None:
         os.close(slave)
 
 
-def connect(socket_path: str) -> socket.socket:
+def connect(socket_path: str) -> _socket.socket:
     """Connect to the console socket while its path is still visible (before pivot_root)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
     except OSError as exc:
@@ -57,19 +57,21 @@ def connect(socket_path: str) -> socket.socket:
     return sock
 
 
-def send_fd(sock: socket.socket, fd: int, name: str = "/dev/ptmx") -> None:
+def send_fd(sock: _socket.socket, fd: int, name: str = "/dev/ptmx") -> None:
     """Send `fd` with SCM_RIGHTS on a connected socket, then close the socket."""
-    with sock:
+    try:
         fds = array.array("i", [fd])
-        sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    finally:
+        sock.close()
 
 
-def recv_fd(sock: socket.socket) -> int:
+def recv_fd(sock: _socket.socket) -> int:
     """Receive one fd sent with SCM_RIGHTS (the other side of `send_fd`)."""
     fds = array.array("i")
-    _, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    _, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(fds.itemsize))
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds.frombytes(data[: fds.itemsize])
             return fds[0]
     raise LowrunError("no file descriptor received on the console socket")

@@ -11,12 +11,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from lowrun import safepath
 from lowrun import syscalls as sc
 from lowrun.errors import ConfigError, SyscallError
 from lowrun.mounts import MountError, Record, clean_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 

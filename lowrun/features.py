@@ -9,9 +9,11 @@ from what lowrun actually does. Not on the hot path: it may import those modules
 
 from __future__ import annotations
 
-from typing import Any
-
 from lowrun import OCI_VERSION, __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION_MIN = "1.0.0"
 

@@ -53,9 +53,9 @@ def run_hooks(hooks: list[dict[str, Any]] | None, state: dict[str, Any], phase: 
     """Run `hooks` one after the other, each with `state` as JSON on its stdin."""
     if not hooks:
         return
-    import json
+    from lowrun import jsonio
 
-    payload = json.dumps(state, separators=(",", ":")).encode()
+    payload = jsonio.dumps(state).encode()
     for hook in hooks:
         _run_one(hook, payload, phase)
 

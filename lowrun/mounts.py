@@ -12,10 +12,13 @@ Pure functions only (no system calls), so that the rules are unit-tested without
 from __future__ import annotations
 
 import os
-from typing import Any, Self
 
 from lowrun import syscalls as sc
 from lowrun.errors import ConfigError, SyscallError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Self
 
 
 class Record:

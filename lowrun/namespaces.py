@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
 from lowrun import syscalls
 from lowrun.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAGS: dict[str, int] = {
     "user": syscalls.CLONE_NEWUSER,
@@ -36,12 +38,14 @@ PROC_NAMES: dict[str, str] = {
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
-@dataclass(frozen=True)
 class NamespacePlan:
     """What the init must do with namespaces: which to create, which to join by path."""
 
-    new: frozenset[str]
-    join: dict[str, str]
+    __slots__ = ("join", "new")
+
+    def __init__(self, new: frozenset[str], join: dict[str, str]) -> None:
+        self.new = new
+        self.join = join
 
     def has(self, ns_type: str) -> bool:
         return ns_type in self.new or ns_type in self.join

@@ -5,9 +5,12 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
-from typing import Any
 
 from lowrun.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -19,13 +19,16 @@ import contextlib
 import errno
 import os
 import stat
-from typing import Any
 
 from lowrun import devices as devs
 from lowrun import mounts, safepath
 from lowrun import syscalls as sc
 from lowrun.errors import ConfigError, SyscallError
 from lowrun.mounts import MountError, MountSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP_TMPFS_FLAGS = sc.MS_NOEXEC | sc.MS_NOSUID | sc.MS_NODEV

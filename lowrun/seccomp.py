@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import logging
 import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from lowrun import syscalls
+from lowrun import log, syscalls
 from lowrun.errors import ConfigError, LowrunError, SyscallError
-
-log = logging.getLogger(__name__)
 
 # libseccomp actions (seccomp.h). ERRNO and TRACE carry 16 bits of data.
 ACT_KILL_THREAD = 0x00000000

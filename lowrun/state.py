@@ -6,20 +6,22 @@ process, by its start time?), the exec fifo (still there = created) and the free
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
+from lowrun import jsonio
 from lowrun.errors import ContainerExists, ContainerNotFound, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 DEFAULT_ROOT = "/run/lowrun"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.-]{0,1023}$")
+_ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_ID_REST = _ID_FIRST | frozenset("_+.-")
 
 CREATING = "creating"
 CREATED = "created"
@@ -29,7 +31,12 @@ STOPPED = "stopped"
 
 
 def check_id(container_id: str) -> str:
-    if not _ID.match(container_id):
+    valid = (
+        0 < len(container_id) <= 1024
+        and container_id[0] in _ID_FIRST
+        and all(c in _ID_REST for c in container_id)
+    )
+    if not valid:
         raise UsageError(
             f"invalid container id {container_id!r}: use letters, digits and '_+.-', "
             "starting with a letter or digit"
@@ -37,30 +44,47 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass
 class ContainerState:
     """What lowrun remembers about one container between commands."""
 
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int
-    pid_start: int
-    """The init's start time in clock ticks (/proc/PID/stat field 22): guards against pid reuse."""
-    created: str
-    config: dict[str, Any]
-    cgroup: dict[str, Any] = field(default_factory=dict)
-    namespaces: dict[str, str] = field(default_factory=dict)
-    """Namespace type -> path the container's processes are in (for exec and for runc's state)."""
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
+    FIELDS = ("id", "bundle", "rootfs", "pid", "pid_start", "created", "config", "cgroup",
+              "namespaces", "owner", "annotations")
+
+    def __init__(
+        self,
+        id: str,
+        bundle: str,
+        rootfs: str,
+        pid: int,
+        pid_start: int,
+        created: str,
+        config: dict[str, Any],
+        cgroup: dict[str, Any] | None = None,
+        namespaces: dict[str, str] | None = None,
+        owner: str = "",
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.pid = pid
+        self.pid_start = pid_start
+        """The init's start time in clock ticks (/proc/PID/stat field 22): guards against
+        pid reuse."""
+        self.created = created
+        self.config = config
+        self.cgroup = cgroup or {}
+        self.namespaces = namespaces or {}
+        """Namespace type -> path the container's processes are in (for exec)."""
+        self.owner = owner
+        self.annotations = annotations or {}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerState:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls(**{k: data[k] for k in cls.FIELDS if k in data})
 
 
 def process_start_time(pid: int) -> int | None:
@@ -80,38 +104,38 @@ class StateStore:
     """The runtime's --root directory: one sub-directory per container."""
 
     def __init__(self, root: str = DEFAULT_ROOT) -> None:
-        self.root = Path(root)
+        self.root = root
 
-    def dir(self, container_id: str) -> Path:
-        return self.root / check_id(container_id)
+    def dir(self, container_id: str) -> str:
+        return os.path.join(self.root, check_id(container_id))
 
-    def fifo(self, container_id: str) -> Path:
-        return self.dir(container_id) / EXEC_FIFO
+    def fifo(self, container_id: str) -> str:
+        return os.path.join(self.dir(container_id), EXEC_FIFO)
 
-    def reserve(self, container_id: str) -> Path:
+    def reserve(self, container_id: str) -> str:
         """Create the container's directory; fails if the id is taken."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(self.root, mode=0o700, exist_ok=True)
         path = self.dir(container_id)
         try:
-            path.mkdir(mode=0o711)
+            os.mkdir(path, 0o711)
         except FileExistsError:
             raise ContainerExists(container_id) from None
         return path
 
     def save(self, state: ContainerState) -> None:
-        path = self.dir(state.id) / STATE_FILE
-        tmp = path.with_name(STATE_FILE + ".tmp")
+        path = os.path.join(self.dir(state.id), STATE_FILE)
+        tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(state.to_json(), f)
+            f.write(jsonio.dumps(state.to_json()))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
 
     def load(self, container_id: str) -> ContainerState:
-        path = self.dir(container_id) / STATE_FILE
+        path = os.path.join(self.dir(container_id), STATE_FILE)
         try:
             with open(path) as f:
-                return ContainerState.from_json(json.load(f))
+                return ContainerState.from_json(jsonio.loads(f.read()))
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
 
@@ -120,14 +144,17 @@ class StateStore:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if (self.root / n / STATE_FILE).exists())
+        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
 
     def remove(self, container_id: str) -> None:
         path = self.dir(container_id)
-        for name in os.listdir(path) if path.exists() else []:
-            os.unlink(path / name)
-        if path.exists():
-            path.rmdir()
+        try:
+            names = os.listdir(path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
 
 
 def now_rfc3339() -> str:

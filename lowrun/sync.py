@@ -6,27 +6,29 @@ kind of error with the same message (and JSON path) as if it had failed itself.
 
 from __future__ import annotations
 
-import json
+import _socket
 import select
-import socket
-from typing import Any
 
-from lowrun import errors
+from lowrun import errors, jsonio
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _MAX = 65536
 
 
 class Channel:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
 
     @staticmethod
     def pair() -> tuple[Channel, Channel]:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         return Channel(a), Channel(b)
 
     def send(self, kind: str, **data: Any) -> None:
-        self.sock.send(json.dumps({"type": kind, **data}).encode())
+        self.sock.send(jsonio.dumps({"type": kind, **data}).encode())
 
     def send_error(self, exc: BaseException) -> None:
         msg: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
@@ -45,7 +47,7 @@ class Channel:
             raise errors.LowrunError(
                 f"the container's init exited before {expect or 'replying'} (see its stderr)"
             )
-        msg: dict[str, Any] = json.loads(raw)
+        msg: dict[str, Any] = jsonio.loads(raw)
         if msg["type"] == "error":
             raise _rebuild(msg)
         if expect is not None and msg["type"] != expect:

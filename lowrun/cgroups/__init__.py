@@ -17,9 +17,12 @@ stays cheap for the commands that never touch a cgroup.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
 
 from lowrun.errors import LowrunError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 if TYPE_CHECKING:
     from lowrun.cgroups.host import CgroupHost

@@ -11,9 +11,11 @@ blkio weight → io.weight) and runc's default device rules.
 
 from __future__ import annotations
 
-from typing import Any
-
 from lowrun.cgroups import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 R = "$.linux.resources"
 INT64_MAX = 2**63 - 1

@@ -15,9 +15,12 @@ A controller the container does not have leaves its section out.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from lowrun.cgroups.fs import CgroupFs, parse_uint, read_keyed, read_optional, read_uint
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HUGEPAGES_DIR = "/sys/kernel/mm/hugepages"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from lowrun.cgroups import CgroupError, CgroupManager
 from lowrun.cgroups.devices import DeviceState, final_state, v1_transition
@@ -29,6 +28,10 @@ from lowrun.cgroups.fs import (
 )
 from lowrun.cgroups.host import UNIFIED, CgroupHost, check_below, inner_path, v1_path
 from lowrun.cgroups.resources import R, Resources, parse_resources
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # runc's subsystem order: apply and set walk them in this order.
 SUBSYSTEMS = (

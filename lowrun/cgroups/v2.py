@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from lowrun.cgroups import CgroupError, CgroupManager
 from lowrun.cgroups.devices import compile_program, final_state
@@ -37,6 +36,10 @@ from lowrun.cgroups.resources import (
     shares_to_weight,
     swap_to_v2,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FREEZE_TIMEOUT = 5.0
 DEFAULT_CFS_PERIOD = 100000  # the kernel's default, documented in cgroup-v2.rst

@@ -7,36 +7,36 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from types import SimpleNamespace
 
+from lowrun import jsonio
 from lowrun.errors import LowrunError
 from lowrun.state import StateStore
 
 
-@dataclass
 class Outcome:
-    code: int = 0
+    __slots__ = ("code",)
+
+    def __init__(self) -> None:
+        self.code = 0
 
 
-def store_of(args: argparse.Namespace) -> StateStore:
+def store_of(args: SimpleNamespace) -> StateStore:
     return StateStore(args.root)
 
 
-def _log(args: argparse.Namespace, level: str, message: str) -> None:
+def _log(args: SimpleNamespace, level: str, message: str) -> None:
     if not args.log:
         return
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if args.log_format == "json":
-        line = json.dumps({"level": level, "msg": message, "time": stamp})
+        line = jsonio.dumps({"level": level, "msg": message, "time": stamp})
     else:
-        line = f'time="{stamp}" level={level} msg="{message}"'
+        line = f"time={jsonio.dumps(stamp)} level={level} msg={jsonio.dumps(message)}"
     try:
         with open(args.log, "a") as f:
             f.write(line + "\n")
@@ -44,24 +44,25 @@ def _log(args: argparse.Namespace, level: str, message: str) -> None:
         pass
 
 
+def _fail(args: SimpleNamespace, message: str) -> None:
+    if args.debug:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(f"lowrun: {message}\n")
+    _log(args, "error", message)
+
+
 @contextmanager
-def report_errors(args: argparse.Namespace) -> Iterator[Outcome]:
+def report_errors(args: SimpleNamespace) -> Iterator[Outcome]:
     outcome = Outcome()
     try:
         yield outcome
     except (LowrunError, OSError) as exc:
-        message = str(exc)
-        if args.debug:
-            traceback.print_exc()
-        print(f"lowrun: {message}", file=sys.stderr)
-        _log(args, "error", message)
+        _fail(args, str(exc))
         outcome.code = 1
     except KeyboardInterrupt:
         outcome.code = 130
     except Exception as exc:  # a bug: still one line for the user, the trace with --debug
-        if args.debug:
-            traceback.print_exc()
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        print(f"lowrun: {message}", file=sys.stderr)
-        _log(args, "error", message)
+        _fail(args, f"internal error: {type(exc).__name__}: {exc}")
         outcome.code = 1

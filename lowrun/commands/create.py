@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
 from lowrun.commands import store_of
 from lowrun.container.create import CreateOptions, create
 from lowrun.errors import UsageError
 
 
-def options(args: argparse.Namespace) -> CreateOptions:
+def options(args: SimpleNamespace) -> CreateOptions:
     if args.preserve_fds < 0:
         raise UsageError("--preserve-fds must not be negative")
     return CreateOptions(
@@ -19,6 +19,6 @@ def options(args: argparse.Namespace) -> CreateOptions:
     )
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     create(store_of(args), args.container_id, options(args))
     return 0

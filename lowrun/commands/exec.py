@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-import argparse
 import json
-from typing import Any
+from types import SimpleNamespace
 
 from lowrun.commands import store_of
 from lowrun.container.exec import ExecOptions, exec_in, exec_process_spec
 from lowrun.errors import ConfigError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _user(text: str) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def _load_process(path: str) -> dict[str, Any]:
     return proc
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     store = store_of(args)
     command = [a for a in args.args if a != "--"] if args.args[:1] == ["--"] else args.args
     if args.process:

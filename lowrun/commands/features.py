@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from types import SimpleNamespace
 
+from lowrun import jsonio
 from lowrun.features import features
 
 
-def main(args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(features(), indent="    ") + "\n")
+def main(args: SimpleNamespace) -> int:
+    sys.stdout.write(jsonio.dumps(features(), indent=4) + "\n")
     return 0

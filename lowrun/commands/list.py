@@ -1,16 +1,19 @@
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from typing import Any
+from types import SimpleNamespace
 
+from lowrun import jsonio
 from lowrun.commands import store_of
 from lowrun.container.lifecycle import state_document
 from lowrun.errors import ContainerNotFound
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def main(args: argparse.Namespace) -> int:
+
+def main(args: SimpleNamespace) -> int:
     store = store_of(args)
     docs: list[dict[str, Any]] = []
     for container_id in store.ids():
@@ -21,7 +24,7 @@ def main(args: argparse.Namespace) -> int:
     if args.quiet:
         sys.stdout.write("".join(d["id"] + "\n" for d in docs))
     elif args.format == "json":
-        sys.stdout.write(json.dumps(docs) + "\n")
+        sys.stdout.write(jsonio.dumps(docs) + "\n")
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(d["id"], str(d["pid"]), d["status"], d["bundle"], d["created"], d["owner"])

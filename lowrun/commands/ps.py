@@ -1,24 +1,24 @@
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
+from lowrun import jsonio
 from lowrun.commands import store_of
 from lowrun.container.lifecycle import cgroup_of, status_of
 from lowrun.errors import InvalidState, LowrunError
 from lowrun.state import STOPPED
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     store = store_of(args)
     state = store.load(args.container_id)
     if status_of(store, state) == STOPPED:
         raise InvalidState("container not running")
     pids = sorted(cgroup_of(state).pids())
     if args.format == "json":
-        sys.stdout.write(json.dumps(pids) + "\n")
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
         return 0
     ps_args = [a for a in args.ps_args if a != "--"] or ["-ef"]
     try:

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import argparse
 import json
 import os
+from types import SimpleNamespace
 
 from lowrun.errors import UsageError
 from lowrun.spec.default import default_spec
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     path = os.path.join(args.bundle, "config.json")
     if os.path.exists(path):
         raise UsageError(f"{path} already exists; remove it first")

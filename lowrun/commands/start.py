@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
 
 from lowrun.commands import store_of
 from lowrun.container.lifecycle import start
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     start(store_of(args), args.container_id)
     return 0

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from typing import Any
+from types import SimpleNamespace
 
+from lowrun import jsonio
 from lowrun.commands import store_of
 from lowrun.container.lifecycle import update
 from lowrun.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLAGS: dict[str, tuple[str, str, type]] = {
     "memory": ("memory", "limit", int),
@@ -26,7 +29,7 @@ _FLAGS: dict[str, tuple[str, str, type]] = {
 }
 
 
-def _from_flags(args: argparse.Namespace) -> dict[str, Any]:
+def _from_flags(args: SimpleNamespace) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for attr, (group, key, kind) in _FLAGS.items():
         value = getattr(args, attr)
@@ -47,15 +50,15 @@ def _from_file(path: str) -> dict[str, Any]:
         else:
             with open(path) as f:
                 text = f.read()
-        data = json.loads(text)
-    except (OSError, json.JSONDecodeError) as exc:
+        data = jsonio.loads(text)
+    except (OSError, ValueError) as exc:
         raise UsageError(f"--resources {path}: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError(f"--resources {path}: expected a JSON object")
     return data
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     resources = _from_file(args.resources) if args.resources else {}
     for group, values in _from_flags(args).items():
         resources.setdefault(group, {}).update(values)

@@ -8,27 +8,35 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-from dataclasses import dataclass
-from typing import Any
 
-from lowrun import cgroups, hooks, namespaces, process, syscalls
+from lowrun import cgroups, hooks, namespaces, process, signals, syscalls
 from lowrun.container.init import InitContext, stage1
 from lowrun.errors import ConfigError, UsageError
 from lowrun.spec.load import load_bundle
 from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
 from lowrun.sync import Channel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 CHILD_TIMEOUT = 60.0
 
 
-@dataclass
 class CreateOptions:
-    bundle: str
-    pid_file: str | None = None
-    console_socket: str | None = None
-    preserve_fds: int = 0
-    no_pivot: bool = False
+    def __init__(
+        self,
+        bundle: str,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+    ) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
 
 
 def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
@@ -37,10 +45,10 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
     if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise UsageError("process.terminal is true: --console-socket is required")
     plan = namespaces.plan(config)
-    state_dir = store.reserve(container_id)
+    store.reserve(container_id)
     builder = _Builder(store, container_id, config)
     try:
-        fifo = str(state_dir / "exec.fifo")
+        fifo = store.fifo(container_id)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
@@ -145,7 +153,7 @@ class _Builder:
     def undo(self) -> None:
         if self.init_pid:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.init_pid, signal.SIGKILL)
+                os.kill(self.init_pid, signals.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.init_pid, 0)
         _reap_children()

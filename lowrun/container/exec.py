@@ -8,10 +8,8 @@ member of the container's pid namespace, and lowrun (a subreaper) waits for it.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
-from dataclasses import dataclass
-from typing import Any, NoReturn
 
 from lowrun import console, namespaces, process, syscalls
 from lowrun.container.create import write_pid_file
@@ -27,14 +25,25 @@ from lowrun.errors import InvalidState, LowrunError, UsageError
 from lowrun.state import CREATED, RUNNING, ContainerState, StateStore
 from lowrun.sync import Channel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
-@dataclass
+
 class ExecOptions:
-    process: dict[str, Any]
-    detach: bool = False
-    pid_file: str | None = None
-    console_socket: str | None = None
-    preserve_fds: int = 0
+    def __init__(
+        self,
+        process: dict[str, Any],
+        detach: bool = False,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+    ) -> None:
+        self.process = process
+        self.detach = detach
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
 
 
 def exec_in(store: StateStore, container_id: str, opts: ExecOptions) -> int:
@@ -120,7 +129,7 @@ def _stage1(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoRet
 
 
 def _exec_child(
-    opts: ExecOptions, priv: Privileges, console_conn: socket.socket | None, channel: Channel
+    opts: ExecOptions, priv: Privileges, console_conn: _socket.socket | None, channel: Channel
 ) -> NoReturn:
     try:
         proc = opts.process

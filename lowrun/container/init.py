@@ -12,11 +12,9 @@ Nothing here returns: each stage ends in os._exit or execve.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
-from dataclasses import dataclass
-from typing import Any, NoReturn
 
 # Everything the init uses after pivot_root must be imported before it: the runtime's
 # files are not visible from inside the container.
@@ -24,20 +22,38 @@ from lowrun import capabilities, console, hooks, namespaces, network, process, r
 from lowrun.namespaces import NamespacePlan
 from lowrun.sync import Channel
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
-@dataclass
+
 class InitContext:
-    container_id: str
-    bundle: str
-    rootfs: str
-    config: dict[str, Any]
-    plan: NamespacePlan
-    fifo_fd: int
-    """An O_PATH fd of the exec fifo, opened by the parent: the init may not see its path."""
-    channel: Channel
-    console_socket: str | None
-    preserve_fds: int
-    no_pivot: bool
+    """What the forked stages need to know; `fifo_fd` is an O_PATH fd of the exec fifo,
+    opened by the parent: the init may not see its path."""
+
+    def __init__(
+        self,
+        container_id: str,
+        bundle: str,
+        rootfs: str,
+        config: dict[str, Any],
+        plan: NamespacePlan,
+        fifo_fd: int,
+        channel: Channel,
+        console_socket: str | None,
+        preserve_fds: int,
+        no_pivot: bool,
+    ) -> None:
+        self.container_id = container_id
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.config = config
+        self.plan = plan
+        self.fifo_fd = fifo_fd
+        self.channel = channel
+        self.console_socket = console_socket
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
 
 
 def _fail(channel: Channel, exc: BaseException) -> NoReturn:
@@ -51,6 +67,9 @@ def _fail(channel: Channel, exc: BaseException) -> NoReturn:
 def stage1(ctx: InitContext) -> NoReturn:
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        # Compiled here, still as host root: once in a user namespace the init is an
+        # unprivileged host uid that may not read the interpreter's modules or libseccomp.
+        priv = prepare_privileges(ctx.config)
         opened = namespaces.open_paths(ctx.plan.join)
         user_fds = [o for o in opened if o[0] == "user"]
         namespaces.enter(user_fds)
@@ -65,7 +84,7 @@ def stage1(ctx: InitContext) -> NoReturn:
         syscalls.unshare(ctx.plan.unshare_flags(exclude=("user", "cgroup")))
         pid = os.fork()
         if pid == 0:
-            init(ctx)
+            init(ctx, priv)
         ctx.channel.send("pid", pid=pid)
     except BaseException as exc:
         _fail(ctx.channel, exc)
@@ -83,15 +102,15 @@ def _hook_state(ctx: InitContext, pid: int) -> dict[str, Any]:
     }
 
 
-def init(ctx: InitContext) -> NoReturn:
+def init(ctx: InitContext, priv: Privileges) -> NoReturn:
     try:
-        _init(ctx)
+        _init(ctx, priv)
     except BaseException as exc:
         _fail(ctx.channel, exc)
     os._exit(127)
 
 
-def _init(ctx: InitContext) -> None:
+def _init(ctx: InitContext, priv: Privileges) -> None:
     config = ctx.config
     proc: dict[str, Any] = config["process"]
     msg = ctx.channel.recv("cgroup-ready")
@@ -111,7 +130,6 @@ def _init(ctx: InitContext) -> None:
     ctx.channel.recv("hooks-done")
     hooks.run_hooks(hooks.hooks_for(config, "createContainer"), _hook_state(ctx, host_pid),
                     "createContainer")
-    priv = prepare_privileges(config)
     rootfs.enter(ctx.rootfs, no_pivot=ctx.no_pivot)
     if console_conn is not None:
         setup_terminal(console_conn, mount_console=True)
@@ -150,7 +168,7 @@ def _set_names(ctx: InitContext) -> None:
         syscalls.setdomainname(domainname)
 
 
-def setup_terminal(console_socket: socket.socket, mount_console: bool = False) -> None:
+def setup_terminal(console_socket: _socket.socket, mount_console: bool = False) -> None:
     """A pty from the container's devpts: master to the console socket, slave our stdio."""
     master, slave = console.open_pty()
     if mount_console:
@@ -160,15 +178,21 @@ def setup_terminal(console_socket: socket.socket, mount_console: bool = False) -
     console.become_terminal(slave)
 
 
-@dataclass
 class Privileges:
     """What the process will run with, worked out while the runtime's files are still
     visible (before pivot_root or setns into the container's mount namespace)."""
 
-    capabilities: capabilities.CapabilitySets
-    user: dict[str, Any]
-    no_new_privs: bool
-    seccomp: Any = None
+    def __init__(
+        self,
+        capabilities: capabilities.CapabilitySets,
+        user: dict[str, Any],
+        no_new_privs: bool,
+        seccomp: Any = None,
+    ) -> None:
+        self.capabilities = capabilities
+        self.user = user
+        self.no_new_privs = no_new_privs
+        self.seccomp = seccomp
 
 
 def prepare_privileges(config: dict[str, Any]) -> Privileges:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import sys
 import time
-from typing import Any
 
-from lowrun import cgroups, hooks, namespaces, syscalls
+from lowrun import cgroups, hooks, namespaces, signals, syscalls
 from lowrun.errors import InvalidState, LowrunError
 from lowrun.state import (
     CREATED,
@@ -25,6 +23,10 @@ from lowrun.state import (
     StateStore,
     process_start_time,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STOP_TIMEOUT = 10.0
 
@@ -40,7 +42,7 @@ def init_alive(state: ContainerState) -> bool:
 def status_of(store: StateStore, state: ContainerState) -> str:
     if not init_alive(state):
         return STOPPED
-    if store.fifo(state.id).exists():
+    if os.path.exists(store.fifo(state.id)):
         return CREATED
     with contextlib.suppress(Exception):
         if cgroup_of(state).frozen():
@@ -110,13 +112,12 @@ def parse_signal(value: str) -> int:
     text = value.strip().upper()
     if text.isdigit():
         number = int(text)
-        if 0 < number < signal.NSIG:
+        if 0 < number < signals.NSIG:
             return number
     else:
         name = text if text.startswith("SIG") else "SIG" + text
-        sig = getattr(signal.Signals, name, None)
-        if sig is not None:
-            return int(sig)
+        if name in signals.NUMBERS:
+            return signals.NUMBERS[name]
     raise LowrunError(f"invalid signal {value!r}")
 
 
@@ -177,13 +178,13 @@ def _stop(state: ContainerState, status: str) -> None:
     targets = [state.pid] if own_pidns else [state.pid, *cgroup.pids()]
     for pid in targets:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signals.SIGKILL)
     _wait_gone(state)
     deadline = time.monotonic() + STOP_TIMEOUT
     while cgroup.pids() and time.monotonic() < deadline:
         for pid in cgroup.pids():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signals.SIGKILL)
         time.sleep(0.01)
 
 

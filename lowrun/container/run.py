@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from types import FrameType
 
+from lowrun import signals
 from lowrun.container import lifecycle
 from lowrun.container.create import CreateOptions, create
 from lowrun.state import StateStore
-
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGWINCH,
-)
 
 
 def run(store: StateStore, container_id: str, opts: CreateOptions, detach: bool = False,
@@ -54,7 +44,7 @@ def wait_forwarding(pid: int) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous = {sig: signals.handle(sig, forward) for sig in signals.FORWARDED}
     try:
         while True:
             try:
@@ -65,4 +55,4 @@ def wait_forwarding(pid: int) -> int:
                 return exit_code(status)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signals.handle(sig, handler)

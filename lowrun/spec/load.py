@@ -111,7 +111,8 @@ def parse_json(raw: bytes | str, what: str = CONFIG_NAME) -> Any:
         if "is not valid JSON" in str(exc):
             raise ConfigError("$", f"invalid JSON in {what}: {exc}") from None
         raise _json_error(text, what) from None
-    except StopIteration:
+    except (StopIteration, SystemError):
+        # SystemError: the C scanner raises JSONDecodeError only if json.decoder is loaded.
         raise _json_error(text, what) from None
     if text[end:].strip(_WHITESPACE):
         raise _json_error(text, what)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lowrun import errors, namespaces
-from lowrun.cli import build_parser, main
+from lowrun.cli import COMMANDS, GLOBAL_FLAGS, main
+from lowrun.flags import parse
 from lowrun.container.exec import exec_process_spec
 from lowrun.container.lifecycle import parse_signal
 from lowrun.process import find_executable
@@ -121,25 +122,51 @@ def test_find_executable_uses_the_process_path(tmp_path: Path):
         find_executable("nope", [f"PATH={bindir}"])
 
 
+def parse_args(argv):
+    return parse(argv, GLOBAL_FLAGS, COMMANDS)
+
+
 def test_cli_accepts_runcs_flags():
-    parser = build_parser()
-    args = parser.parse_args(["--root", "/r", "--log", "/l", "--log-format", "json", "create",
+    args = parse_args(["--root", "/r", "--log", "/l", "--log-format", "json", "create",
                               "--bundle", "/b", "--pid-file", "/p", "--console-socket", "/s",
                               "--preserve-fds", "2", "--no-pivot", "id1"])
     assert (args.root, args.bundle, args.pid_file, args.preserve_fds, args.no_pivot) == (
         "/r", "/b", "/p", 2, True)
-    args = parser.parse_args(["exec", "--tty", "-e", "A=1", "--user", "1:2", "id1", "sh", "-c",
-                              "x"])
+    args = parse_args(["exec", "--tty", "-e", "A=1", "--user", "1:2", "id1", "sh", "-c", "x"])
     assert args.args == ["sh", "-c", "x"] and args.env == ["A=1"]
-    args = parser.parse_args(["kill", "--all", "id1", "KILL"])
+    args = parse_args(["kill", "--all", "id1", "KILL"])
     assert args.all and args.signal == "KILL"
 
 
-def test_cli_usage_error_exits_1(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["kill"])
-    assert info.value.code == 1
-    assert "lowrun:" in capsys.readouterr().err
+@pytest.mark.parametrize(("argv", "message"), [
+    (["kill"], "kill: missing container id"),
+    (["create", "--bogus", "x"], "create: unknown flag --bogus"),
+    (["--root"], "flag --root needs a value"),
+    (["frobnicate"], "unknown command 'frobnicate'; see 'lowrun --help'"),
+    (["run", "--preserve-fds", "many", "x"], "run: --preserve-fds 'many': expected a number"),
+    (["list", "--format", "yaml"], "--format 'yaml': use one of table, json"),
+    (["state", "a", "b"], "state: unexpected argument 'b'"),
+])
+def test_cli_usage_errors_exit_1(capsys, argv, message):
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"lowrun: {message}\n"
+
+
+def test_cli_flag_forms():
+    args = parse_args(["--log-format=json", "run", "-d", "--bundle=/b", "--preserve-fds=2", "x"])
+    assert (args.log_format, args.detach, args.bundle, args.preserve_fds) == ("json", True, "/b", 2)
+    args = parse_args(["exec", "x", "--", "ls", "-l"])
+    assert args.args == ["ls", "-l"]
+    args = parse_args(["ps", "x", "-ef"])
+    assert args.ps_args == ["-ef"]
+    assert parse_args(["kill", "x"]).signal is None
+
+
+def test_help(capsys):
+    assert main(["--help"]) == 0
+    assert "commands:" in capsys.readouterr().out
+    assert main(["exec", "--help"]) == 0
+    assert "--console-socket" in capsys.readouterr().out
 
 
 def test_cli_reports_errors_in_one_line_and_logs_json(tmp_path: Path, capsys):
@@ -149,7 +176,31 @@ def test_cli_reports_errors_in_one_line_and_logs_json(tmp_path: Path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.strip() == "lowrun: container 'nope' does not exist"
-    assert '"level": "error"' in log.read_text()
+    assert '"level":"error"' in log.read_text()
+
+
+@pytest.mark.parametrize("text", ['{"a": {', '{"a": 1} x', "[1, NaN]", ""])
+def test_jsonio_errors_without_the_json_package(text):
+    """The C scanner misbehaves on syntax errors when json.decoder is not loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, %r)\nfrom lowrun import jsonio\n"
+            "try:\n    jsonio.loads(%r)\nexcept jsonio.JSONError as e:\n    print('JSONError', e)")
+    root = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-S", "-E", "-c", code % (root, text)],
+                         capture_output=True, text=True).stdout
+    assert out.startswith("JSONError ")
+
+
+def test_jsonio_round_trip():
+    from lowrun import jsonio
+
+    value = {"a": [1, 2.5, {"b": None, "c": True}], "\u00e9": 'x"y', "n": {}, "l": []}
+    assert jsonio.loads(jsonio.dumps(value)) == value
+    import json
+
+    assert jsonio.dumps(value, indent=2) == json.dumps(value, indent=2)
 
 
 def test_version(capsys):
@@ -161,11 +212,11 @@ def test_version(capsys):
 def test_update_flags_become_resources(tmp_path: Path):
     from lowrun.commands.update import _from_flags
 
-    args = build_parser().parse_args(["update", "--memory", "1048576", "--cpu-shares", "512",
-                                      "--cpuset-cpus", "0-1", "--pids-limit", "9", "id1"])
+    args = parse_args(["update", "--memory", "1048576", "--cpu-shares", "512",
+                       "--cpuset-cpus", "0-1", "--pids-limit", "9", "id1"])
     assert _from_flags(args) == {"memory": {"limit": 1048576},
                                  "cpu": {"shares": 512, "cpus": "0-1"}, "pids": {"limit": 9}}
-    bad = build_parser().parse_args(["update", "--memory", "lots", "id1"])
+    bad = parse_args(["update", "--memory", "lots", "id1"])
     with pytest.raises(errors.UsageError, match="--memory"):
         _from_flags(bad)
 
