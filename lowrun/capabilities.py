@@ -15,13 +15,13 @@ newer kernel still runs. A spec without `capabilities` gives a process with none
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Mapping
 
 from lowrun import log, syscalls
 from lowrun.errors import ConfigError, SyscallError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 # linux/capability.h, in kernel order. The kernel in use may know fewer (cap_last_cap).
@@ -176,7 +176,7 @@ def parse(spec: Mapping[str, Any] | None, where: str = "$.process.capabilities")
     """
     if spec is None:
         return CapabilitySets()
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict):
         raise ConfigError(where, f"must be an object, not {type(spec).__name__}")
     for key in spec:
         if key not in SET_NAMES:

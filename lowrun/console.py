@@ -8,7 +8,6 @@ is passed with SCM_RIGHTS over the `--console-socket` to whoever holds the termi
 from __future__ import annotations
 
 import _socket
-import array
 import fcntl
 import os
 import struct
@@ -60,20 +59,20 @@ def connect(socket_path: str) -> _socket.socket:
 def send_fd(sock: _socket.socket, fd: int, name: str = "/dev/ptmx") -> None:
     """Send `fd` with SCM_RIGHTS on a connected socket, then close the socket."""
     try:
-        fds = array.array("i", [fd])
-        sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        rights = struct.pack("i", fd)
+        sock.sendmsg([name.encode()], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
     finally:
         sock.close()
 
 
 def recv_fd(sock: _socket.socket) -> int:
     """Receive one fd sent with SCM_RIGHTS (the other side of `send_fd`)."""
-    fds = array.array("i")
-    _, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(fds.itemsize))
+    size = struct.calcsize("i")
+    _, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(size))
     for level, kind, data in ancdata:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds.frombytes(data[: fds.itemsize])
-            return fds[0]
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(data) >= size:
+            fd: int = struct.unpack("i", data[:size])[0]
+            return fd
     raise LowrunError("no file descriptor received on the console socket")
 
 

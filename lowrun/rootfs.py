@@ -15,7 +15,6 @@ and nothing but proc (and a few files lxcfs emulates) may be mounted inside /pro
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -23,7 +22,7 @@ import stat
 from lowrun import devices as devs
 from lowrun import mounts, safepath
 from lowrun import syscalls as sc
-from lowrun.errors import ConfigError, SyscallError
+from lowrun.errors import ConfigError, SyscallError, suppress
 from lowrun.mounts import MountError, MountSpec
 
 TYPE_CHECKING = False
@@ -334,7 +333,7 @@ def _mount_cgroup(root: str, rootfd: int, spec: MountSpec, cgroupns: bool) -> No
     top = safepath.open_in_root(rootfd, spec.destination)
     try:
         for link, target in mounts.comount_links(plan):
-            with contextlib.suppress(FileExistsError):
+            with suppress(FileExistsError):
                 os.symlink(target, link, dir_fd=top)
         if flags & sc.MS_RDONLY:
             _remount(top, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | CGROUP_TMPFS_FLAGS)
@@ -372,7 +371,7 @@ def _dev_links(rootfd: int) -> None:
         if os.path.exists("/proc/kcore"):
             links.append(("/proc/kcore", "core"))
         for target, name in links:
-            with contextlib.suppress(FileExistsError):
+            with suppress(FileExistsError):
                 os.symlink(target, name, dir_fd=dev)
         try:
             os.unlink("ptmx", dir_fd=dev)

@@ -123,12 +123,12 @@ class StateStore:
         return path
 
     def save(self, state: ContainerState) -> None:
+        """Write state.json atomically (a reader sees the old or the new one). No fsync: the
+        root is on tmpfs by design (/run/lowrun), and a container does not outlive a reboot."""
         path = os.path.join(self.dir(state.id), STATE_FILE)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(jsonio.dumps(state.to_json()))
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
 
     def load(self, container_id: str) -> ContainerState:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 from lowrun import jsonio
@@ -53,16 +51,28 @@ def _fail(args: SimpleNamespace, message: str) -> None:
     _log(args, "error", message)
 
 
-@contextmanager
-def report_errors(args: SimpleNamespace) -> Iterator[Outcome]:
-    outcome = Outcome()
-    try:
-        yield outcome
-    except (LowrunError, OSError) as exc:
-        _fail(args, str(exc))
-        outcome.code = 1
-    except KeyboardInterrupt:
-        outcome.code = 130
-    except Exception as exc:  # a bug: still one line for the user, the trace with --debug
-        _fail(args, f"internal error: {type(exc).__name__}: {exc}")
-        outcome.code = 1
+class report_errors:
+    """`with report_errors(args) as outcome:` turns errors into messages and outcome.code."""
+
+    def __init__(self, args: SimpleNamespace) -> None:
+        self.args = args
+        self.outcome = Outcome()
+
+    def __enter__(self) -> Outcome:
+        return self.outcome
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> bool:
+        if kind is None or exc is None:
+            return False
+        if isinstance(exc, LowrunError | OSError):
+            _fail(self.args, str(exc))
+            self.outcome.code = 1
+        elif isinstance(exc, KeyboardInterrupt):
+            self.outcome.code = 130
+        elif isinstance(exc, Exception):  # a bug: one line for the user, a trace with --debug
+            _fail(self.args, f"internal error: {type(exc).__name__}: {exc}")
+            self.outcome.code = 1
+        else:
+            return False
+        return True

@@ -6,12 +6,11 @@ written) or nothing is left: no process, no cgroup, no state directory.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from lowrun import cgroups, hooks, namespaces, process, signals, syscalls
 from lowrun.container.init import InitContext, stage1
-from lowrun.errors import ConfigError, UsageError
+from lowrun.errors import ConfigError, UsageError, suppress
 from lowrun.spec.load import load_bundle
 from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
 from lowrun.sync import Channel
@@ -152,15 +151,15 @@ class _Builder:
 
     def undo(self) -> None:
         if self.init_pid:
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(self.init_pid, signals.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(self.init_pid, 0)
         _reap_children()
         if self.cgroup is not None:
-            with contextlib.suppress(Exception):
+            with suppress(Exception):
                 self.cgroup.destroy()
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             self.store.remove(self.container_id)
 
 

@@ -6,14 +6,13 @@ the OCI lifecycle does not allow in that status.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import sys
 import time
 
 from lowrun import cgroups, hooks, namespaces, signals, syscalls
-from lowrun.errors import InvalidState, LowrunError
+from lowrun.errors import InvalidState, LowrunError, suppress
 from lowrun.state import (
     CREATED,
     PAUSED,
@@ -44,7 +43,7 @@ def status_of(store: StateStore, state: ContainerState) -> str:
         return STOPPED
     if os.path.exists(store.fifo(state.id)):
         return CREATED
-    with contextlib.suppress(Exception):
+    with suppress(Exception):
         if cgroup_of(state).frozen():
             return PAUSED
     return RUNNING
@@ -88,7 +87,7 @@ def start(store: StateStore, container_id: str) -> None:
         os.close(fd)
     if data != b"0":
         raise LowrunError("the container's init exited before it could start (see its stderr)")
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.unlink(fifo)
     try:
         hooks.run_hooks(hooks.hooks_for(state.config, "poststart"), hook_state(store, state),
@@ -128,7 +127,7 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
         raise InvalidState("container not running")
     if all_processes:
         for pid in cgroup_of(state).pids():
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, sig)
         return
     pidfd = syscalls.pidfd_open(state.pid)
@@ -172,18 +171,18 @@ def _stop(state: ContainerState, status: str) -> None:
     """SIGKILL the init (and, without a pid namespace of its own, every process in its cgroup)."""
     cgroup = cgroup_of(state)
     if status == PAUSED:
-        with contextlib.suppress(Exception):
+        with suppress(Exception):
             cgroup.thaw()
     own_pidns = "pid" in namespaces.plan(state.config).new
     targets = [state.pid] if own_pidns else [state.pid, *cgroup.pids()]
     for pid in targets:
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(pid, signals.SIGKILL)
     _wait_gone(state)
     deadline = time.monotonic() + STOP_TIMEOUT
     while cgroup.pids() and time.monotonic() < deadline:
         for pid in cgroup.pids():
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, signals.SIGKILL)
         time.sleep(0.01)
 
@@ -193,7 +192,7 @@ def _wait_gone(state: ContainerState) -> None:
     while init_alive(state):
         if time.monotonic() > deadline:
             raise LowrunError(f"container {state.id}: init {state.pid} did not die")
-        with contextlib.suppress(ChildProcessError):
+        with suppress(ChildProcessError):
             os.waitpid(state.pid, os.WNOHANG)
         time.sleep(0.005)
 

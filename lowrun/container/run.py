@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from types import FrameType
 
 from lowrun import signals
 from lowrun.container import lifecycle
 from lowrun.container.create import CreateOptions, create
+from lowrun.errors import suppress
 from lowrun.state import StateStore
 
 
@@ -18,7 +18,7 @@ def run(store: StateStore, container_id: str, opts: CreateOptions, detach: bool 
     try:
         lifecycle.start(store, container_id)
     except BaseException:
-        with contextlib.suppress(Exception):
+        with suppress(Exception):
             lifecycle.delete(store, container_id, force=True)
         raise
     if detach:
@@ -41,7 +41,7 @@ def wait_forwarding(pid: int) -> int:
     """Wait for `pid` (our child), passing on the signals we get; reap orphans meanwhile."""
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        with contextlib.suppress(ProcessLookupError):
+        with suppress(ProcessLookupError):
             os.kill(pid, signum)
 
     previous = {sig: signals.handle(sig, forward) for sig in signals.FORWARDED}
