@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 from lowrun import cgroups, hooks, namespaces, process, signals, syscalls
-from lowrun.container.init import InitContext, stage1
 from lowrun.errors import ConfigError, UsageError, suppress
 from lowrun.spec.load import load_bundle
 from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
@@ -52,23 +51,26 @@ def create(store: StateStore, container_id: str, opts: CreateOptions) -> Contain
         os.chmod(fifo, 0o622)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         parent_end, child_end = Channel.pair()
-        ctx = InitContext(
-            container_id=container_id,
-            bundle=bundle.path,
-            rootfs=bundle.rootfs,
-            config=config,
-            plan=plan,
-            fifo_fd=fifo_fd,
-            channel=child_end,
-            console_socket=opts.console_socket,
-            preserve_fds=opts.preserve_fds,
-            no_pivot=opts.no_pivot,
-        )
         syscalls.set_child_subreaper()
         stage1_pid = os.fork()
         if stage1_pid == 0:
+            # The container side imports its modules (rootfs, capabilities, ...) here, in
+            # the child, while the parent sets up the cgroup: the two overlap.
             parent_end.close()
-            stage1(ctx)
+            from lowrun.container import init
+
+            init.stage1(init.InitContext(
+                container_id=container_id,
+                bundle=bundle.path,
+                rootfs=bundle.rootfs,
+                config=config,
+                plan=plan,
+                fifo_fd=fifo_fd,
+                channel=child_end,
+                console_socket=opts.console_socket,
+                preserve_fds=opts.preserve_fds,
+                no_pivot=opts.no_pivot,
+            ))
         child_end.close()
         os.close(fifo_fd)
         state = builder.build(parent_end, stage1_pid, bundle.path, bundle.rootfs, plan)
@@ -98,6 +100,11 @@ class _Builder:
         rootfs: str,
         plan: namespaces.NamespacePlan,
     ) -> ContainerState:
+        linux = self.config.get("linux") or {}
+        self.cgroup = cgroups.create_manager(self.container_id, linux.get("cgroupsPath"))
+        self.cgroup.apply(stage1_pid)
+        self.cgroup.set(linux.get("resources") or {}, devices=linux.get("devices") or [])
+        channel.send("cgroup-ready")
         msg = channel.recv(timeout=CHILD_TIMEOUT)
         if msg["type"] == "userns":
             write_id_maps(stage1_pid, self.config)
@@ -107,12 +114,8 @@ class _Builder:
             raise ConfigError("$", f"unexpected message {msg['type']} from the init")
         self.init_pid = int(msg["pid"])
         os.waitpid(stage1_pid, 0)
-        linux = self.config.get("linux") or {}
         process.set_oom_score_adj(self.init_pid, self.config["process"].get("oomScoreAdj"))
-        self.cgroup = cgroups.create_manager(self.container_id, linux.get("cgroupsPath"))
-        self.cgroup.apply(self.init_pid)
-        self.cgroup.set(linux.get("resources") or {})
-        channel.send("cgroup-ready", pid=self.init_pid)
+        channel.send("go", pid=self.init_pid)
 
         channel.recv("hooks", timeout=CHILD_TIMEOUT)
         hook_state = self.hook_state(bundle)

@@ -70,6 +70,7 @@ def stage1(ctx: InitContext) -> NoReturn:
         # Compiled here, still as host root: once in a user namespace the init is an
         # unprivileged host uid that may not read the interpreter's modules or libseccomp.
         priv = prepare_privileges(ctx.config)
+        ctx.channel.recv("cgroup-ready")
         opened = namespaces.open_paths(ctx.plan.join)
         user_fds = [o for o in opened if o[0] == "user"]
         namespaces.enter(user_fds)
@@ -113,8 +114,7 @@ def init(ctx: InitContext, priv: Privileges) -> NoReturn:
 def _init(ctx: InitContext, priv: Privileges) -> None:
     config = ctx.config
     proc: dict[str, Any] = config["process"]
-    msg = ctx.channel.recv("cgroup-ready")
-    host_pid = int(msg["pid"])
+    host_pid = int(ctx.channel.recv("go")["pid"])
     if "cgroup" in ctx.plan.new:
         syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     os.setsid()
