@@ -241,7 +241,9 @@ def apply(sets: CapabilitySets) -> None:
         except SyscallError as e:
             if e.errno != errno.EPERM:
                 raise
-            log.warning(
+            # Silent by default, as in runc 1.1: runc's own default spec asks for ambient
+            # capabilities that are not inheritable, so this would warn on every run.
+            log.debug(
                 "ambient capability %s not raised: it must be permitted and inheritable",
                 BY_NUMBER.get(number, number),
             )

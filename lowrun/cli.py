@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from importlib import import_module
 
+    from lowrun import log
     from lowrun.commands import report_errors
+
+    log.DEBUG = args.debug
 
     with report_errors(args) as outcome:
         if args.systemd_cgroup:
