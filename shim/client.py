@@ -313,11 +313,11 @@ class Client:
         call = self.events.Subscribe(events_pb2.SubscribeRequest(filters=filters),
                                      metadata=self._md)
         try:
-            call.initial_metadata()
+            metadata = dict(call.initial_metadata() or ())
         except grpc.RpcError as exc:
             raise _error(exc) from None
-        if not call.is_active() and call.code() not in (None, grpc.StatusCode.OK):
-            raise _error(call)
+        if metadata.get("berth-subscribed") != "1":  # the call ended instead
+            raise from_status(call.code(), call.details() or "subscription refused")
         return EventStream(call)
 
 

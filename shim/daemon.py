@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runtime", default="lowrun",
                    help="default OCI runtime binary (runc-compatible), name or path")
     p.add_argument("--group", default="", help="group allowed on the socket (mode 0660)")
+    p.add_argument("--no-zygote", action="store_true",
+                   help="exec each monitor instead of forking it from a shared zygote")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ctx = ServiceContext(root=Path(args.root).resolve(), state=Path(args.state).resolve(),
                          runtime=args.runtime)
+    ctx.shared["monitor_zygote"] = not args.no_zygote
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

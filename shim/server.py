@@ -143,6 +143,9 @@ class ShimServer:
         if close is not None:
             close()
         self.server.stop(grace).wait()
+        tasks_close = getattr(self.ctx.shared.get("tasks"), "close", None)
+        if tasks_close is not None:
+            tasks_close()
         self.address.unlink(missing_ok=True)
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,27 +17,42 @@ from typing import Any
 from shim.monitor.protocol import CONFIG_NAME, LineReader, MonitorError, encode
 
 ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
 START_TIMEOUT = 120.0
 
 
-def monitor_command(config_path: str) -> list[str]:
+def monitor_command(*args: str) -> list[str]:
     """The lean launcher next to the interpreter if setup wrote it, else the same by -c."""
     launcher = Path(sys.executable).parent / "shim-monitor"
     if launcher.exists():
-        return [str(launcher), config_path]
+        return [str(launcher), *args]
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
             "from shim.monitor.main import main; sys.exit(main())")
-    return [sys.executable, "-S", "-E", "-c", code, config_path]
+    return [sys.executable, "-S", "-E", "-c", code, *args]
 
 
-def start_monitor(task_dir: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Write the monitor's configuration and run it; returns {"pid", "monitor_pid"} once
-    the runtime's create succeeded, raises MonitorError with the runtime's message."""
+def _write_config(task_dir: str, config: dict[str, Any]) -> str:
     path = os.path.join(task_dir, CONFIG_NAME)
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(config, fh)
     os.replace(tmp, path)
+    return path
+
+
+def _parse_report(report: str) -> dict[str, Any]:
+    if not report.startswith("ok "):
+        raise MonitorError("failed_precondition",
+                           report.removeprefix("error ").strip() or "the monitor died")
+    result: dict[str, Any] = json.loads(report[3:])
+    return result
+
+
+def start_monitor(task_dir: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Write the monitor's configuration and exec a monitor; returns {"pid",
+    "monitor_pid"} once the runtime's create succeeded, raises MonitorError with the
+    runtime's message."""
+    path = _write_config(task_dir, config)
     try:
         proc = subprocess.run(
             monitor_command(path), capture_output=True, text=True, timeout=START_TIMEOUT,
@@ -46,8 +64,76 @@ def start_monitor(task_dir: str, config: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise MonitorError("failed_precondition", proc.stderr.strip() or
                            f"the monitor exited with {proc.returncode}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return _parse_report("ok " + proc.stdout.strip().splitlines()[-1])
+
+
+class MonitorLauncher:
+    """Starts monitors: forked by the zygote (shared memory) when it runs, else by exec.
+
+    The zygote is shimd's child with a pipe on its stdin; it exits when shimd does.
+    A zygote that stopped answering is restarted once per failed start; if that
+    fails too, monitors are exec'd, which works the same but costs more memory.
+    """
+
+    def __init__(self, state_dir: str, use_zygote: bool = True) -> None:
+        self.socket = os.path.join(state_dir, "zygote.sock")
+        self.use_zygote = use_zygote
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        if use_zygote:
+            self._start_zygote()
+
+    def _start_zygote(self) -> None:
+        self.close()
+        with open(os.devnull, "wb") as null:
+            self.proc = subprocess.Popen(
+                monitor_command("--zygote", self.socket), stdin=subprocess.PIPE,
+                stdout=null, stderr=null, start_new_session=True,
+            )
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log.warning("the monitor zygote did not start; monitors will be exec'd")
+                self.close()
+                return
+            time.sleep(0.01)
+
+    def start(self, task_dir: str, config: dict[str, Any]) -> dict[str, Any]:
+        path = _write_config(task_dir, config)
+        if self.use_zygote:
+            for attempt in range(2):
+                try:
+                    return _parse_report(self._ask_zygote(path))
+                except (OSError, ValueError) as exc:
+                    log.warning("monitor zygote failed (%s); %s", exc,
+                                "restarting it" if attempt == 0 else "exec'ing the monitor")
+                    with self._lock:
+                        self._start_zygote()
+        return start_monitor(task_dir, config)
+
+    def _ask_zygote(self, config_path: str) -> str:
+        if self.proc is None or self.proc.poll() is not None:
+            raise OSError("the zygote is not running")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(START_TIMEOUT)
+            sock.connect(self.socket)
+            sock.sendall(encode({"config": config_path}))
+            reply = LineReader(sock).read()
+        if reply is None:
+            raise OSError("the zygote closed the connection without a report")
+        return str(reply["report"])
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # EOF: the zygote exits
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class MonitorConnection:

@@ -1,10 +1,10 @@
-"""The monitor process: `shim-monitor TASK_DIR/monitor.json`.
+"""The monitor process: `shim-monitor TASK_DIR/monitor.json`, or forked by the zygote.
 
-Started by shimd; it forks, and the parent exits once the child has run the runtime's
-`create` (0 and a JSON line `{"pid": N}` on stdout, or 1 and the runtime's error on
-stderr). The child lives on in its own session as a subreaper, so the container's
-processes are its children whatever happens to shimd, and it exits after the task is
-deleted. Configuration (written by shimd):
+Either way `fork_monitor` forks it, and its parent returns once the monitor has run
+the runtime's `create` (the CLI prints `{"pid": N, "monitor_pid": M}` and exits 0, or
+prints the runtime's error and exits 1). The monitor lives on in its own session as
+a subreaper, so the container's processes are its children whatever happens to
+shimd, and it exits after the task is deleted. Configuration (written by shimd):
 
     {"id", "namespace", "bundle", "runtime", "runtime_root", "socket", "task_dir",
      "stdio": {"stdin", "stdout", "stderr", "terminal"},
@@ -593,44 +593,55 @@ class Monitor:
                 os.unlink(self.cfg["socket"])
 
 
-def _daemonize(task_dir: str) -> int:
-    """Fork; the parent waits for the child's report and exits with it. Returns the
-    write end of the report pipe in the child."""
+def fork_monitor(cfg: dict[str, Any], close_fds: tuple[int, ...] = ()) -> str:
+    """Fork the monitor of `cfg` and return its report once the runtime's create is
+    done: "ok {json}" or "error MESSAGE". The monitor lives on in its own session; a
+    failed one is reaped before this returns. `close_fds` are closed in the monitor."""
     r, w = os.pipe()
     pid = os.fork()
-    if pid:
-        os.close(w)
-        chunks = []
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        report = b"".join(chunks).decode(errors="replace")
-        if report.startswith("ok "):
-            sys.stdout.write(report[3:] + "\n")
-            sys.stdout.flush()
-            os._exit(0)
-        os.waitpid(pid, 0)  # gone before shimd reports the failure
-        sys.stderr.write((report.removeprefix("error ") or "monitor died during create") + "\n")
-        sys.stderr.flush()
-        os._exit(1)
+    if pid == 0:
+        os.close(r)
+        code = 1
+        try:
+            for fd in close_fds:
+                os.close(fd)
+            code = _monitor(cfg, w)
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(r)
+    report = b"".join(chunks).decode(errors="replace")
+    if not report.startswith("ok "):
+        os.waitpid(pid, 0)  # gone before shimd reports the failure
+        return report if report.startswith("error ") else "error monitor died during create"
+    return report
+
+
+def _detach(task_dir: str) -> None:
+    """A session of its own, stdio on /dev/null and TASK_DIR/monitor.log, and the task
+    directory as working directory (which names the task in /proc/PID/cwd)."""
     os.setsid()
+    os.chdir(task_dir)
     log = os.open(os.path.join(task_dir, "monitor.log"),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.close(null)
-    os.close(log)
-    return w
+    for fd in {null, log} - {0, 1, 2}:
+        os.close(fd)
 
 
-def run(cfg: dict[str, Any]) -> int:
-    report = _daemonize(cfg["task_dir"])
+def _monitor(cfg: dict[str, Any], report: int) -> int:
+    """The monitor process: create the container, report, serve until deleted."""
     try:
+        _detach(cfg["task_dir"])
         from lowrun.syscalls import set_child_subreaper
 
         set_child_subreaper()
@@ -641,6 +652,7 @@ def run(cfg: dict[str, Any]) -> int:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # only a Delete ends the monitor
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         monitor = Monitor(cfg)
         monitor.launch(monitor.init, ["create", "--bundle", cfg["bundle"], cfg["id"]])
         try:
@@ -661,13 +673,24 @@ def run(cfg: dict[str, Any]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`shim-monitor TASK_DIR/monitor.json` forks one monitor and prints its pids (or
+    its error, exit 1); `shim-monitor --zygote SOCKET` serves forks (zygote.py)."""
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--zygote":
+        from shim.monitor.zygote import serve
+
+        return serve(args[1])
     if len(args) != 1:
-        sys.stderr.write("usage: shim-monitor TASK_DIR/monitor.json\n")
+        sys.stderr.write("usage: shim-monitor TASK_DIR/monitor.json | --zygote SOCKET\n")
         return 2
     with open(args[0]) as fh:
         cfg = json.load(fh)
-    return run(cfg)
+    report = fork_monitor(cfg)
+    if report.startswith("ok "):
+        sys.stdout.write(report[3:] + "\n")
+        return 0
+    sys.stderr.write(report.removeprefix("error ") + "\n")
+    return 1
 
 
 if __name__ == "__main__":

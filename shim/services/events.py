@@ -24,6 +24,9 @@ from shim.api.v1 import events_pb2, events_pb2_grpc
 from shim.errors import InvalidArgument
 from shim.services import ServiceContext
 
+SUBSCRIBED_KEY = "berth-subscribed"
+"""Initial metadata of Subscribe: the subscription is in place."""
+
 _CLAUSE = re.compile(
     r"""^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*(==|!=|~=)\s*"""
     r"""(?:"([^"]*)"|'([^']*)'|([^,]*?))\s*$"""
@@ -161,7 +164,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):  # type: ignore[misc]
         # sees every event published afterwards
         sub = self.bus.subscribe(list(request.filters))
         try:
-            context.send_initial_metadata(())
+            context.send_initial_metadata(((SUBSCRIBED_KEY, "1"),))
             yield from self.bus.drain(sub, context.is_active)
         finally:
             self.bus.unsubscribe(sub)

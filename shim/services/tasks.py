@@ -107,6 +107,12 @@ class TaskManager:
         self._lock = threading.Lock()
         (ctx.state / "s").mkdir(parents=True, exist_ok=True)
         (ctx.state / "tasks").mkdir(parents=True, exist_ok=True)
+        self.launcher = monitor.MonitorLauncher(
+            str(ctx.state), use_zygote=bool(ctx.shared.get("monitor_zygote", True)))
+
+    def close(self) -> None:
+        """shimd stops: the zygote goes, monitors and containers stay."""
+        self.launcher.close()
 
     # ---- lookup -------------------------------------------------------------------
 
@@ -200,7 +206,7 @@ class TaskManager:
                     "stdio": stdio, "log": log_config, "socket": sock}
             atomic_write_json(task_dir / TASK_FILE, info)
             try:
-                started = monitor.start_monitor(str(task_dir), {
+                started = self.launcher.start(str(task_dir), {
                     "id": cid, "namespace": namespace, "bundle": str(task_dir),
                     "runtime": binary, "runtime_root": str(rt.root), "socket": sock,
                     "task_dir": str(task_dir), "stdio": stdio, "log": log_config,

@@ -50,7 +50,11 @@ def _processes_mentioning(text: str) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if text.encode() in cmdline:
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            cwd = ""
+        if text.encode() in cmdline or cwd.startswith(text):  # forked monitors: their cwd
             pids.append(int(entry))
     return pids
 
@@ -69,12 +73,12 @@ class Shimd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "shimd.log"
 
-    def start(self) -> Client:
+    def start(self, *extra: str) -> Client:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shim.daemon", "--root", str(self.root),
                  "--state", str(self.state), "--address", str(self.address),
-                 "--runtime", self.binary, "--log-level", "debug"],
+                 "--runtime", self.binary, "--log-level", "debug", *extra],
                 cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )
         client = Client(str(self.address), timeout=60)
@@ -116,7 +120,7 @@ class Shimd:
             data = json.loads(info.read_text())
             subprocess.run([data["runtime"], "--root", data["runtime_root"], "delete",
                             "--force", data["id"]], capture_output=True, check=False)
-        for pid in self.monitor_pids():
+        for pid in _processes_mentioning(str(self.state)):  # monitors, the zygote
             leaks.append(f"process left: {pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
