@@ -27,6 +27,7 @@ from lowrun.mounts import MountError, MountSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -72,12 +73,20 @@ _NAMESPACED_SYSCTLS = {
 
 
 def prepare(
-    config: dict[str, Any], bundle: str, rootfs: str, *, console: str | None = None
+    config: dict[str, Any],
+    bundle: str,
+    rootfs: str,
+    *,
+    console: str | None = None,
+    join_cgroup: Callable[[], None] | None = None,
 ) -> None:
     """Build the rootfs in the current (new) mount namespace, before pivot_root.
 
     The whole config is checked first, so that a bad entry fails before anything is
     mounted. `console`, the path of a pty slave, is bound on /dev/console.
+    `join_cgroup` is called once, before the first cgroup filesystem is mounted (or at
+    the end): until then the caller may still be on its way into its cgroup, whose
+    placement the cgroup mounts must see.
     """
     root = os.path.realpath(os.path.join(bundle, rootfs))
     specs = [mounts.parse_mount(e, i, bundle) for i, e in enumerate(config.get("mounts") or [])]
@@ -98,6 +107,9 @@ def prepare(
     try:
         cgroupns = any(ns.get("type") == "cgroup" for ns in linux.get("namespaces") or [])
         for spec in specs:
+            if join_cgroup is not None and spec.kind in ("cgroup", "cgroup2"):
+                join_cgroup()
+                join_cgroup = None
             _mount_entry(root, rootfd, spec, cgroupns)
         if not any(s.kind == "bind" and s.destination == "/dev" for s in specs):
             devs.create_devices(rootfd, devices)
@@ -106,6 +118,8 @@ def prepare(
             _labelled("console (/dev/console)", _bind_console, rootfd, console)
     finally:
         os.close(rootfd)
+    if join_cgroup is not None:
+        join_cgroup()
 
 
 def _labelled(label: str, func: Any, *args: Any) -> None:

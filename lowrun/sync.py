@@ -28,7 +28,12 @@ class Channel:
         return Channel(a), Channel(b)
 
     def send(self, kind: str, **data: Any) -> None:
-        self.sock.send(jsonio.dumps({"type": kind, **data}).encode())
+        try:
+            self.sock.send(jsonio.dumps({"type": kind, **data}).encode())
+        except (BrokenPipeError, ConnectionResetError):
+            # The other side is gone; if it said why before it went, raise that.
+            self.recv(kind, timeout=0)
+            raise errors.LowrunError(f"the container's init exited before {kind}") from None
 
     def send_error(self, exc: BaseException) -> None:
         msg: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
@@ -39,6 +44,8 @@ class Channel:
     def recv(self, expect: str | None = None, timeout: float | None = None) -> dict[str, Any]:
         if timeout is not None:
             ready, _, _ = select.select([self.sock], [], [], timeout)
+            if not ready and timeout == 0:
+                raise errors.LowrunError(f"the container's init exited before {expect}")
             if not ready:
                 what = expect or "reply"
                 raise errors.LowrunError(f"timed out waiting for the container's {what}")

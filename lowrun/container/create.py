@@ -102,9 +102,6 @@ class _Builder:
     ) -> ContainerState:
         linux = self.config.get("linux") or {}
         self.cgroup = cgroups.create_manager(self.container_id, linux.get("cgroupsPath"))
-        self.cgroup.apply(stage1_pid)
-        self.cgroup.set(linux.get("resources") or {}, devices=linux.get("devices") or [])
-        channel.send("cgroup-ready")
         msg = channel.recv(timeout=CHILD_TIMEOUT)
         if msg["type"] == "userns":
             write_id_maps(stage1_pid, self.config)
@@ -114,6 +111,10 @@ class _Builder:
             raise ConfigError("$", f"unexpected message {msg['type']} from the init")
         self.init_pid = int(msg["pid"])
         os.waitpid(stage1_pid, 0)
+        # The init builds its rootfs meanwhile, and waits for "go" before it mounts a
+        # cgroup filesystem or unshares its cgroup namespace (see init.join_cgroup).
+        self.cgroup.apply(self.init_pid)
+        self.cgroup.set(linux.get("resources") or {}, devices=linux.get("devices") or [])
         process.set_oom_score_adj(self.init_pid, self.config["process"].get("oomScoreAdj"))
         channel.send("go", pid=self.init_pid)
 

@@ -70,7 +70,6 @@ def stage1(ctx: InitContext) -> NoReturn:
         # Compiled here, still as host root: once in a user namespace the init is an
         # unprivileged host uid that may not read the interpreter's modules or libseccomp.
         priv = prepare_privileges(ctx.config)
-        ctx.channel.recv("cgroup-ready")
         opened = namespaces.open_paths(ctx.plan.join)
         user_fds = [o for o in opened if o[0] == "user"]
         namespaces.enter(user_fds)
@@ -114,18 +113,25 @@ def init(ctx: InitContext, priv: Privileges) -> NoReturn:
 def _init(ctx: InitContext, priv: Privileges) -> None:
     config = ctx.config
     proc: dict[str, Any] = config["process"]
-    host_pid = int(ctx.channel.recv("go")["pid"])
-    if "cgroup" in ctx.plan.new:
-        syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     os.setsid()
     _set_names(ctx)
     if "network" in ctx.plan.new:
         network.loopback_up()
-
     console_conn = None
     if proc.get("terminal") and ctx.console_socket:
         console_conn = console.connect(ctx.console_socket)
-    rootfs.prepare(config, ctx.bundle, ctx.rootfs)
+
+    host_pid = 0
+
+    def join_cgroup() -> None:
+        """The parent moves us into the cgroup (its first write there costs the kernel
+        ~10 ms) while we mount; the cgroup mounts wait for it."""
+        nonlocal host_pid
+        host_pid = int(ctx.channel.recv("go")["pid"])
+        if "cgroup" in ctx.plan.new:
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+
+    rootfs.prepare(config, ctx.bundle, ctx.rootfs, join_cgroup=join_cgroup)
     ctx.channel.send("hooks")
     ctx.channel.recv("hooks-done")
     hooks.run_hooks(hooks.hooks_for(config, "createContainer"), _hook_state(ctx, host_pid),

@@ -98,6 +98,19 @@ def test_channel_rebuilds_errors_with_their_kind():
         a.close()
 
 
+def test_send_to_a_child_that_failed_raises_its_error():
+    a, b = Channel.pair()
+    try:
+        b.send_error(errors.ConfigError("$.mounts[0]", "bad mount"))
+        b.close()
+        with pytest.raises(errors.ConfigError, match="bad mount"):
+            a.send("go")
+        with pytest.raises(errors.LowrunError, match="exited before go"):
+            a.send("go")
+    finally:
+        a.close()
+
+
 def test_exec_process_spec_overrides_the_containers_process():
     st = state(process={"args": ["sleep"], "env": ["PATH=/bin", "A=1"], "cwd": "/",
                         "terminal": True, "user": {"uid": 0, "gid": 0},
