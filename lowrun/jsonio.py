@@ -47,7 +47,11 @@ def loads(text: str | bytes) -> Any:
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan(text, start)
-    except (ValueError, StopIteration, SystemError):
+    except ValueError as exc:
+        if str(exc).endswith("is not valid JSON"):  # from _reject_constant
+            raise JSONError(str(exc)) from None
+        raise _describe(text) from None
+    except (StopIteration, SystemError):
         # SystemError: on a syntax error the C scanner looks for json.decoder in
         # sys.modules to raise JSONDecodeError, and fails without it.
         raise _describe(text) from None
@@ -65,6 +69,7 @@ def _describe(text: str) -> JSONError:
         return JSONError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
     except ValueError as exc:
         return JSONError(str(exc))
+
     return JSONError("not a single JSON document")
 
 

@@ -2,7 +2,7 @@
 the schema cannot express, and find the rootfs.
 
 Everything here is on the path of every `lowrun create`/`run`, so it imports only what
-costs nothing: the JSON scanner comes from `_json` (the `json` package imports `re`,
+costs nothing: JSON goes through `lowrun.jsonio` (the `json` package imports `re`,
 ~6 ms here), the schema check is the validator generated at setup from
 `oci-specs/runtime-spec/` (see `codegen.py`), and `Bundle` is a plain frozen class
 (`import dataclasses` alone costs ~19 ms). Errors are the slow path and may import
@@ -15,9 +15,9 @@ directory itself are `BundleError`s.
 
 from __future__ import annotations
 
-import _json
 import os
 
+from lowrun import jsonio
 from lowrun.errors import BundleError, ConfigError, LowrunError
 
 TYPE_CHECKING = False
@@ -75,61 +75,18 @@ class Bundle:
 # --- JSON ----------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-class _ScanContext:
-    """What `_json.make_scanner` reads from a `json.JSONDecoder`, without importing json."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = staticmethod(_reject_constant)
-    memo: dict[str, str] = {}
-
-
-_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]  # typeshed: a decoder
-_WHITESPACE = " \t\n\r"
-
-
 def parse_json(raw: bytes | str, what: str = CONFIG_NAME) -> Any:
     """Parse a JSON document strictly (no NaN/Infinity); errors name the line and column."""
     if isinstance(raw, bytes):
         try:
-            text = raw.decode("utf-8")
+            raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError("$", f"{what} is not UTF-8 (byte {exc.start})") from None
-    else:
-        text = raw
-    start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
-        value, end = _scan(text, start)
-    except ValueError as exc:
-        if "is not valid JSON" in str(exc):
-            raise ConfigError("$", f"invalid JSON in {what}: {exc}") from None
-        raise _json_error(text, what) from None
-    except (StopIteration, SystemError):
-        # SystemError: the C scanner raises JSONDecodeError only if json.decoder is loaded.
-        raise _json_error(text, what) from None
-    if text[end:].strip(_WHITESPACE):
-        raise _json_error(text, what)
-    return value
-
-
-def _json_error(text: str, what: str) -> ConfigError:
-    """The slow path: let the json module find and describe the syntax error."""
-    import json
-
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return ConfigError(
-            "$", f"invalid JSON in {what} at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        )
-    return ConfigError("$", f"invalid JSON in {what}")
+        return jsonio.loads(raw)
+    except jsonio.JSONError as exc:
+        place = "" if "is not valid JSON" in str(exc) else "at "
+        raise ConfigError("$", f"invalid JSON in {what}: {place}{exc}") from None
 
 
 # --- paths ---------------------------------------------------------------------------
