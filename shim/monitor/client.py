@@ -162,14 +162,19 @@ class MonitorConnection:
         return reply
 
     def events(self) -> Iterator[dict[str, Any]]:
-        """Subscribe; yields events until the monitor closes the connection."""
-        self.sock.settimeout(None)
+        """Subscribe now; the iterator yields events until the monitor closes the
+        connection."""
         self.call("subscribe")
-        while True:
-            event = self.reader.read()
-            if event is None:
-                return
-            yield event
+        self.sock.settimeout(None)
+
+        def follow() -> Iterator[dict[str, Any]]:
+            while True:
+                event = self.reader.read()
+                if event is None:
+                    return
+                yield event
+
+        return follow()
 
     def close(self) -> None:
         self.sock.close()

@@ -252,18 +252,14 @@ class TaskManager:
         and follow them on a thread of their own until the monitor goes away."""
         conn = monitor.MonitorConnection(task.socket, timeout=10)
         try:
-            conn.call("subscribe")
+            events = conn.events()
         except BaseException:
             conn.close()
             raise
-        conn.sock.settimeout(None)
 
         def loop() -> None:
             try:
-                while True:
-                    event = conn.reader.read()
-                    if event is None:
-                        return
+                for event in events:
                     self._on_monitor_event(task, event)
             except (OSError, MonitorError, ValueError) as exc:
                 log.debug("watcher of %s/%s ends: %s", task.namespace, task.id, exc)
