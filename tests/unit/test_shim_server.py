@@ -89,3 +89,19 @@ def test_second_server_on_the_same_socket_is_refused(client: Client) -> None:
                          state=Path(client.address).parent / "s2")
     with pytest.raises(errors.Unavailable, match="another shimd"):
         ShimServer(ctx, Path(client.address)).start()
+
+
+def test_socket_group_mode(tmp_path: Path) -> None:
+    import grp
+    import os
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    with tempfile.TemporaryDirectory(prefix="shimg-", dir="/tmp") as d:
+        ctx = ServiceContext(root=Path(d) / "root", state=Path(d) / "state", runtime="true")
+        server = ShimServer(ctx, Path(d) / "s.sock", group=group).start()
+        try:
+            st = os.stat(Path(d) / "s.sock")
+            assert st.st_mode & 0o777 == 0o660 and st.st_gid == os.getgid()
+        finally:
+            server.stop(0)
+        assert not (Path(d) / "s.sock").exists()
