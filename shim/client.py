@@ -307,11 +307,12 @@ class Client:
 
     # ---- events -------------------------------------------------------------------
 
-    def subscribe(self, *filters: str) -> EventStream:
+    def subscribe(self, *filters: str, replay: bool = False) -> EventStream:
         """Subscribe to events; returns once the subscription is in place, so every
-        event published afterwards is seen. Iterate it; cancel() ends it."""
-        call = self.events.Subscribe(events_pb2.SubscribeRequest(filters=filters),
-                                     metadata=self._md)
+        event published afterwards is seen (and, with `replay`, the matching events of
+        shimd's backlog first). Iterate it, or next(timeout); cancel() ends it."""
+        call = self.events.Subscribe(
+            events_pb2.SubscribeRequest(filters=filters, replay=replay), metadata=self._md)
         try:
             metadata = dict(call.initial_metadata() or ())
         except grpc.RpcError as exc:

@@ -6,7 +6,7 @@
     shimctl tasks ls | kill [-s SIG] [--all] [--exec-id E] ID | rm [-f] ID
                  | exec [-t] [-i] [-d] --exec-id E ID CMD... | pause ID | resume ID
                  | stats ID | ps ID
-    shimctl events [FILTER...]
+    shimctl events [--replay] [FILTER...]
     shimctl version
 
 `run` and `tasks exec` without -d attach to the process and exit with its status.
@@ -310,7 +310,7 @@ def cmd_tasks_ps(client: Client, args: argparse.Namespace) -> int:
 def cmd_events(client: Client, args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
-    stream = client.subscribe(*args.filters)
+    stream = client.subscribe(*args.filters, replay=args.replay)
     signal.signal(signal.SIGINT, lambda *_: stream.cancel())
     for ev in stream:
         which = ev.WhichOneof("event")
@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
 
     events = sub.add_parser("events", help="follow events")
+    events.add_argument("--replay", action="store_true",
+                        help="first the matching events of shimd's backlog")
     events.add_argument("filters", nargs="*", help="e.g. topic==/tasks/exit")
     events.set_defaults(func=cmd_events)
     version = sub.add_parser("version")

@@ -9,6 +9,7 @@ so all subscribers see events in the same order. Filters are strings of
 
 from __future__ import annotations
 
+import collections
 import queue
 import re
 import threading
@@ -97,10 +98,15 @@ class _Subscriber:
     queue: queue.Queue[events_pb2.Envelope | None]
 
 
+BACKLOG = 1024
+
+
 class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: list[_Subscriber] = []
+        self._backlog: collections.deque[tuple[events_pb2.Envelope, dict[str, str]]] = \
+            collections.deque(maxlen=BACKLOG)
         self._sequence = 0
         self._closed = False
 
@@ -115,13 +121,20 @@ class EventBus:
                                            sequence=self._sequence)
             envelope.timestamp.FromNanoseconds(time.time_ns())
             getattr(envelope, field).CopyFrom(event)
+            self._backlog.append((envelope, fields))
             for sub in self._subscribers:
                 if matches(sub.filters, fields):
                     sub.queue.put(envelope)
 
-    def subscribe(self, filters: list[str]) -> _Subscriber:
+    def subscribe(self, filters: list[str], replay: bool = False) -> _Subscriber:
+        """A subscription to the events published from now on, preceded by the matching
+        ones of the backlog when `replay`."""
         sub = _Subscriber(parse_filters(filters), queue.Queue())
         with self._lock:
+            if replay:
+                for envelope, fields in self._backlog:
+                    if matches(sub.filters, fields):
+                        sub.queue.put(envelope)
             if self._closed:
                 sub.queue.put(None)
             self._subscribers.append(sub)
@@ -162,7 +175,7 @@ class EventsServicer(events_pb2_grpc.EventsServicer):  # type: ignore[misc]
     ) -> Iterator[events_pb2.Envelope]:
         # subscribed before the initial metadata goes out: a client that waited for it
         # sees every event published afterwards
-        sub = self.bus.subscribe(list(request.filters))
+        sub = self.bus.subscribe(list(request.filters), request.replay)
         try:
             context.send_initial_metadata(((SUBSCRIBED_KEY, "1"),))
             yield from self.bus.drain(sub, context.is_active)

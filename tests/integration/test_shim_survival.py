@@ -55,6 +55,11 @@ def test_kill9_shimd_then_reattach(shimd: Shimd, client: Client, rootfs: Path) -
 
     again = shimd.start()
     try:
+        # the exit the new shimd found is delivered to who asks for the backlog
+        missed = again.subscribe("topic==/tasks/exit", replay=True)
+        ev = missed.next(10)
+        missed.cancel()
+        assert ev.task_exit.container_id == short and ev.task_exit.exit_status == 5
         events = again.subscribe("topic==/tasks/exit")
         stopped = again.get_task(short)
         assert stopped.status == tasks_pb2.STOPPED and stopped.exit_status == 5

@@ -54,3 +54,15 @@ def test_bus_delivers_in_order_to_matching_subscribers() -> None:
     assert len(odd) == 200 and all(e.topic == "/tasks/exit" for e in odd)
     assert [e.sequence for e in odd] == sorted(e.sequence for e in odd)
     assert seen[0].namespace == "ns" and seen[0].HasField("task_exit")
+
+
+def test_replay_gives_the_backlog_first() -> None:
+    bus = EventBus()
+    for i in range(3):
+        bus.publish("ns", "/tasks/exit", "task_exit", events_pb2.TaskExit(container_id=f"c{i}"))
+    sub = bus.subscribe(["container==c1"], replay=True)
+    fresh = bus.subscribe([])
+    bus.publish("ns", "/tasks/exit", "task_exit", events_pb2.TaskExit(container_id="c1"))
+    bus.close()
+    assert [e.sequence for e in bus.drain(sub)] == [2, 4]
+    assert [e.sequence for e in bus.drain(fresh)] == [4]
