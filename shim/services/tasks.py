@@ -12,6 +12,7 @@ again (`recover`) and publishes the exits it missed.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import os
@@ -237,8 +238,11 @@ class TaskManager:
                 f"snapshot_key {key!r} is set but this shimd has no snapshots service: "
                 "pass rootfs mounts in Tasks.Create"
             )
+        # the overlay snapshotter keys are global (mounts(key)); a namespaced one
+        # would take (namespace, key)
+        takes_namespace = len(inspect.signature(mounts_of).parameters) >= 2
         out = []
-        for m in mounts_of(namespace, key):
+        for m in mounts_of(namespace, key) if takes_namespace else mounts_of(key):
             if isinstance(m, dict):
                 out.append(m)
             else:

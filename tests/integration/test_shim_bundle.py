@@ -118,3 +118,29 @@ def test_json_log_rotates(shimd: Shimd, client: Client, rootfs: Path, tmp_path: 
     lines = [e["log"] for e in read_entries(log)]
     assert lines[-1] == "line-399\n"
     assert lines == [f"line-{i}\n" for i in range(400 - len(lines), 400)]
+
+
+def test_rootfs_from_a_snapshot(shimd: Shimd, client: Client, rootfs: Path) -> None:
+    """A container with a snapshot_key and no rootfs mounts runs on the snapshot that
+    the snapshots service prepared (when that service is part of shimd)."""
+    pytest.importorskip("shim.services.snapshots")
+    import shutil
+
+    from shim.api.v1 import snapshots_pb2, snapshots_pb2_grpc
+
+    snapshots = snapshots_pb2_grpc.SnapshotsStub(client.channel)
+    key = shimd.container_name("snap")
+    mounts = snapshots.Prepare(snapshots_pb2.PrepareSnapshotRequest(
+        snapshotter="overlayfs", key=key), timeout=30).mounts
+    assert [m.type for m in mounts] == ["bind"]
+    shutil.copytree(rootfs, mounts[0].source, symlinks=True, dirs_exist_ok=True)
+    cid = shimd.container_name()
+    client.create_container(cid, {"process": {"args": ["sh", "-c", "echo hi > /from-snap"]}},
+                            snapshot_key=key)
+    client.create_task(cid)
+    client.start(cid)
+    assert client.wait(cid, timeout=30).exit_status == 0
+    remove(client, cid)
+    assert (Path(mounts[0].source) / "from-snap").read_text() == "hi\n"
+    snapshots.Remove(snapshots_pb2.RemoveSnapshotRequest(snapshotter="overlayfs", key=key),
+                     timeout=30)
