@@ -581,8 +581,12 @@ class Monitor:
         self.reactor.watch(wakeup_r, IN, on_signal)
         self.reap()
         while not self.quit:
-            self.reactor.poll(self.check_deadlines())
-            self.reap()
+            try:
+                self.reactor.poll(self.check_deadlines())
+                self.reap()
+            except Exception as exc:  # a bug or a full disk must not lose the container
+                sys.stderr.write(f"monitor {self.id}: {type(exc).__name__}: {exc}\n")
+                sys.stderr.flush()
         for conn in list(self.conns.values()):
             self._drop(conn)
         if self.log is not None:

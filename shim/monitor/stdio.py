@@ -80,7 +80,11 @@ class Pump:
             self.end_input()
             return
         if self.log is not None:
-            self.log.write(self.stream, data)
+            try:
+                self.log.write(self.stream, data)
+            except OSError as exc:  # e.g. ENOSPC: keep the container going, without log
+                os.write(2, f"log {self.log.path}: {exc}; logging stopped\n".encode())
+                self.log = None
         if self.dst is not None:
             self.pending += data
             self._flush()

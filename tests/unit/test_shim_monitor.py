@@ -41,7 +41,7 @@ def launcher(request: pytest.FixtureRequest, work: Path) -> Iterator[monitor.Mon
 
 
 def _task(work: Path, launcher: monitor.MonitorLauncher, args: list[str],
-          name: str = "t1", **stdio: str) -> tuple[str, dict[str, int]]:
+          name: str = "t1", log: str = "", **stdio: str) -> tuple[str, dict[str, int]]:
     task_dir = work / name
     task_dir.mkdir()
     (task_dir / "config.json").write_text(json.dumps(
@@ -51,7 +51,7 @@ def _task(work: Path, launcher: monitor.MonitorLauncher, args: list[str],
         "id": name, "namespace": "default", "bundle": str(task_dir),
         "runtime": str(work / "fake-runtime"), "runtime_root": str(work / "rt"),
         "socket": sock, "task_dir": str(task_dir), "stdio": stdio,
-        "log": {"path": str(work / f"{name}.log")},
+        "log": {"path": log or str(work / f"{name}.log")},
     })
     return sock, started
 
@@ -143,5 +143,16 @@ def test_stdin_fifo_and_close_io(work: Path, launcher: monitor.MonitorLauncher) 
         data += chunk
     os.close(reader)
     assert data == b"QUIET\n"
+    monitor.call(sock, "delete")
+    assert _gone(started["monitor_pid"])
+
+
+def test_a_failing_log_does_not_lose_the_exit(
+    work: Path, launcher: monitor.MonitorLauncher
+) -> None:
+    sock, started = _task(work, launcher, ["sh", "-c", "echo lost; exit 6"], log="/dev/full")
+    monitor.call(sock, "start")
+    assert monitor.call(sock, "wait", timeout=10)["exit_status"] == 6
+    assert "logging stopped" in (work / "t1" / "monitor.log").read_text()
     monitor.call(sock, "delete")
     assert _gone(started["monitor_pid"])
