@@ -126,9 +126,7 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
     if status == STOPPED:
         raise InvalidState("container not running")
     if all_processes:
-        for pid in cgroup_of(state).pids():
-            with suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        _signal_all(cgroup_of(state), sig)
         return
     pidfd = syscalls.pidfd_open(state.pid)
     try:
@@ -137,6 +135,27 @@ def kill(store: StateStore, container_id: str, sig: int, all_processes: bool = F
         syscalls.pidfd_send_signal(pidfd, sig)
     finally:
         os.close(pidfd)
+    if status == PAUSED and sig == signals.SIGKILL:
+        # A frozen task does not act on SIGKILL until it is thawed; runc thaws here too,
+        # and containerd's `task kill -s SIGKILL` of a paused task waits for the exit.
+        with suppress(Exception):
+            cgroup_of(state).thaw()
+
+
+def _signal_all(cgroup: cgroups.CgroupManager, sig: int) -> None:
+    """runc's `kill --all`: freeze so that no process forks past the listing, signal every
+    pid of the cgroup, thaw. The thaw also lets a paused container act on the signal (runc
+    resumes it in the same way); without it containerd's `delete --force` of a paused task
+    waits forever."""
+    with suppress(Exception):
+        cgroup.freeze()
+    try:
+        for pid in cgroup.pids():
+            with suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    finally:
+        with suppress(Exception):
+            cgroup.thaw()
 
 
 def delete(store: StateStore, container_id: str, force: bool = False) -> None:
