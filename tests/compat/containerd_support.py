@@ -217,32 +217,52 @@ def _wait_ready(daemon: Containerd, timeout: float = 30) -> None:
 
 
 def _remove_everything(daemon: Containerd) -> None:
-    """Tasks, containers, images, snapshots and namespaces, through containerd's API."""
-    namespaces = daemon.run("namespaces", "ls", "-q", timeout=20).stdout.split()
-    for ns in namespaces:
-        other = Containerd(daemon.work, ns, daemon.process, daemon.log)
-        tasks = [line.split()[0] for line in
-                 other.run("task", "ls", timeout=20).stdout.splitlines()[1:] if line.strip()]
+    """Tasks, containers, images, snapshots and namespaces, through containerd's API. A
+    step that hangs (a task that will not die) is given up after its timeout: what it
+    leaves is stopped, unmounted and removed by the rest of the teardown."""
+
+    def ctr(ns: str, *args: str, timeout: float = 30) -> str:
+        try:
+            return Containerd(daemon.work, ns, daemon.process, daemon.log).run(
+                *args, timeout=timeout).stdout
+        except subprocess.TimeoutExpired:
+            return ""
+
+    for ns in ctr(daemon.namespace, "namespaces", "ls", "-q").split():
+        tasks = [line.split()[0] for line in ctr(ns, "task", "ls").splitlines()[1:]
+                 if line.strip()]
         for task in tasks:
-            other.run("task", "kill", "--all", "--signal", "SIGKILL", task, timeout=20)
+            ctr(ns, "task", "kill", "--all", "--signal", "SIGKILL", task)
         for task in tasks:
-            with contextlib.suppress(ContainerdError):
-                other.wait_status(task, "STOPPED", timeout=10)
-            other.run("task", "delete", "--force", task, timeout=30)
-        containers = other.run("containers", "ls", "-q", timeout=20).stdout.split()
+            ctr(ns, "task", "delete", "--force", task)
+        containers = ctr(ns, "containers", "ls", "-q").split()
         if containers:
-            other.run("containers", "delete", *containers, timeout=30)
-        images = other.run("images", "ls", "-q", timeout=20).stdout.split()
+            ctr(ns, "containers", "delete", *containers)
+        images = ctr(ns, "images", "ls", "-q").split()
         if images:
-            other.run("images", "rm", "--sync", *images, timeout=30)
-        for line in other.run("snapshots", "ls", timeout=20).stdout.splitlines()[1:]:
+            ctr(ns, "images", "rm", "--sync", *images)
+        for line in ctr(ns, "snapshots", "ls").splitlines()[1:]:
             if line.split():
-                other.run("snapshots", "rm", line.split()[0], timeout=20)
-        other.run("content", "prune", "references", timeout=30)
-        daemon.run("namespaces", "rm", ns, timeout=20)
+                ctr(ns, "snapshots", "rm", line.split()[0])
+        ctr(ns, "content", "prune", "references")
+        ctr(daemon.namespace, "namespaces", "rm", ns)
+
+
+def _shim_sockets(daemon: Containerd) -> list[Path]:
+    """The shim sockets named in the bundles that are still there (the shim removes its
+    socket and containerd the bundle when a task is deleted)."""
+    sockets = []
+    for address in (daemon.state / "io.containerd.runtime.v2.task").glob("*/*/address"):
+        with contextlib.suppress(OSError):
+            text = address.read_text().strip()
+            if text.startswith("unix://"):
+                sockets.append(Path(text[len("unix://"):]))
+    return sockets
 
 
 def _stop(daemon: Containerd) -> None:
+    """Stop containerd, then any shim it left (a task that could not be deleted)."""
+    sockets = _shim_sockets(daemon)
     if daemon.process.poll() is None:
         daemon.process.send_signal(signal.SIGTERM)
         try:
@@ -253,6 +273,9 @@ def _stop(daemon: Containerd) -> None:
     for pid in daemon.shim_pids | set(_shims_of(daemon.address)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    for socket in sockets:
+        with contextlib.suppress(FileNotFoundError):
+            socket.unlink()
 
 
 def _unmount_under(work: Path) -> None:
@@ -262,9 +285,26 @@ def _unmount_under(work: Path) -> None:
         subprocess.run(["umount", "-l", target], capture_output=True)
 
 
+def _kill_leftover_processes(namespace: str) -> None:
+    """After a failed test: thaw and SIGKILL what is still in the namespace's cgroups
+    (containers whose shim is gone). Only our own, unique namespace is touched."""
+    freezer = CGROUP_ROOT / "freezer" / namespace
+    if freezer.is_dir():
+        for d, _, _ in os.walk(freezer):
+            with contextlib.suppress(OSError):
+                (Path(d) / "freezer.state").write_text("THAWED")
+    pids_root = CGROUP_ROOT / "pids" / namespace
+    for d, _, _ in os.walk(pids_root):
+        with contextlib.suppress(OSError):
+            for pid in (Path(d) / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+
 def _remove_cgroups(namespace: str) -> list[str]:
     """rmdir every cgroup under NAMESPACE in every hierarchy, deepest first; the ones
     that will not go (a process still inside) are returned."""
+    _kill_leftover_processes(namespace)
     stuck: list[str] = []
     for controller in _controllers():
         top = controller / namespace

@@ -297,3 +297,51 @@ def test_resources_from_ctr_flags(containerd, binary, busybox_rootfs, container_
     daemon.wait_status(cid, "STOPPED")
     remove(daemon, cid)
     assert daemon.traces(cid) == []
+
+
+def test_paused_task_killed_and_force_deleted(containerd, binary, busybox_rootfs,
+                                              container_id):
+    """containerd's `task kill -s SIGKILL` and `task delete --force` of a paused task:
+    the runtime must thaw it, or the shim waits for an exit that never comes."""
+    killed, forced = f"{container_id}-k", f"{container_id}-f"
+    for cid in (killed, forced):
+        start_detached(containerd, binary, busybox_rootfs, cid, "sleep", "1000")
+    out = exec_in(containerd, forced, "bg", "sleep", "500", detach=True)
+    assert out.returncode == 0, out.stderr
+    for cid in (killed, forced):
+        containerd.run("task", "pause", cid, check=True)
+        assert containerd.task_status(cid) == "PAUSED"
+
+    containerd.run("task", "kill", "-s", "SIGKILL", killed, check=True)
+    containerd.wait_status(killed, "STOPPED", timeout=10)
+    assert "exit code 137" in containerd.run("task", "delete", killed, check=True).stderr
+    containerd.run("containers", "delete", killed, check=True)
+
+    containerd.run("task", "delete", "--force", forced, check=True, timeout=30)
+    containerd.run("containers", "delete", forced, check=True)
+    for cid in (killed, forced):
+        assert containerd.traces(cid) == []
+
+
+@pytest.mark.parametrize(("kill_args", "status"), [
+    (["KILL"], "stopped"), (["TERM"], "paused"),
+    (["--all", "KILL"], "stopped"), (["--all", "TERM"], "stopped"),
+])
+def test_kill_of_a_paused_container_as_runc(runtime, bundle_factory, container_id,
+                                            kill_args, status):
+    """The runc semantics the shim relies on: SIGKILL to the init of a paused container
+    thaws it; `kill --all` freezes, signals and thaws (so even SIGTERM resumes it); a
+    plain SIGTERM stays pending until `resume`."""
+    bundle = bundle_factory(["sh", "-c", "trap 'exit 9' TERM; while :; do sleep 0.05; done"])
+    assert runtime.run("run", "-d", "--bundle", str(bundle), container_id).returncode == 0
+    assert runtime.run("pause", container_id).returncode == 0
+    flags, sig = kill_args[:-1], kill_args[-1]
+    killed = runtime.run("kill", *flags, container_id, sig)
+    assert killed.returncode == 0, killed.stderr
+    deadline = time.monotonic() + 5
+    while (seen := runtime.state(container_id)["status"]) != status:
+        assert time.monotonic() < deadline, f"{seen}, not {status}"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert runtime.state(container_id)["status"] == status, "and it stays so"
+    assert runtime.run("delete", "--force", container_id).returncode == 0
