@@ -47,6 +47,8 @@ def containerd(tmp_path: Path) -> Iterator[Containerd]:
 
 
 def run_flags(daemon: Containerd, binary: str, rootfs: Path) -> list[str]:
+    """The last flags of `ctr run`: `--rootfs` is a switch, and the directory after it is
+    the positional IMAGE|ROOTFS, so the container id must follow at once."""
     return [*daemon.runtime_flags(binary), *ENV, "--rootfs", str(rootfs)]
 
 
@@ -345,3 +347,36 @@ def test_kill_of_a_paused_container_as_runc(runtime, bundle_factory, container_i
     time.sleep(0.2)
     assert runtime.state(container_id)["status"] == status, "and it stays so"
     assert runtime.run("delete", "--force", container_id).returncode == 0
+
+
+PROBE = ("id; grep -E 'CapEff|CapBnd|Seccomp:|NoNewPrivs' /proc/self/status; "
+         "touch /written 2>&1; unshare -m true 2>/dev/null; echo unshare=$?; pwd; "
+         "ls /dev | wc -l; cat /mnt/f 2>/dev/null; grep -c . /proc/self/mountinfo")
+
+
+@pytest.mark.parametrize("flags", [
+    [], ["--seccomp"], ["--seccomp", "--cap-add", "CAP_SYS_ADMIN"], ["--privileged"],
+    ["--read-only"], ["--no-pivot"], ["--cwd", "/tmp"],
+    ["--cap-add", "CAP_SYS_ADMIN", "--cap-drop", "CAP_CHOWN"], ["--allow-new-privs"],
+    ["--device", "/dev/null"], ["--mount", "type=bind,src=SHARED,dst=/mnt,options=rbind:ro"],
+], ids=lambda f: "-".join(a.split(",")[0].lstrip("-") for a in f) or "default")
+def test_ctr_flags_make_the_same_container(containerd, busybox_rootfs, tmp_path, flags):
+    """What ctr's spec options turn into, seen from inside, is the same with lowrun as
+    with runc: user, capabilities, seccomp, no_new_privs, read-only root, cwd, devices,
+    bind mounts and the number of mounts."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "f").write_text("from the host\n")
+    flags = [f.replace("SHARED", str(shared)) for f in flags]
+    seen = {}
+    for name in ("lowrun", "runc"):
+        binary = binary_for(name)
+        if binary is None:
+            pytest.skip(f"{name} is not installed")
+        cid = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+        out = containerd.run("run", "--rm", *flags,
+                             *run_flags(containerd, binary, busybox_rootfs), cid, "sh", "-c", PROBE)
+        seen[name] = (out.returncode, out.stdout, out.stderr)
+        assert containerd.traces(cid) == []
+    assert seen["lowrun"] == seen["runc"]
+    assert seen["runc"][0] == 0, seen["runc"][2]
