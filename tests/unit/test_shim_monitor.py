@@ -28,7 +28,35 @@ def work() -> Iterator[Path]:
         runtime = Path(d) / "fake-runtime"
         runtime.write_text(f"#!{sys.executable} -S\n" + FAKE.read_text())
         runtime.chmod(runtime.stat().st_mode | stat.S_IXUSR)
-        yield Path(d)
+        try:
+            yield Path(d)
+        finally:
+            left = _kill_leftovers(Path(d))
+        assert not left, f"the test left processes: {left}"
+
+
+def _kill_leftovers(work: Path) -> list[int]:
+    """Monitors of this test (cwd or command line in `work`) and their fake containers."""
+    victims = [int(p.read_text()) for p in (work / "rt").glob("*.pid")] \
+        if (work / "rt").exists() else []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if str(work).encode() in cmdline or cwd.startswith(str(work)):
+            victims.append(int(entry))
+    left = []
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    return left
 
 
 @pytest.fixture(params=[True, False], ids=["zygote", "exec"])
