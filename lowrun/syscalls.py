@@ -346,3 +346,10 @@ def seccomp_set_mode_filter(program: bytes, flags: int = 0) -> None:
     if res > 0:  # TSYNC: the id of a thread that could not be synchronised
         raise SyscallError(errno.ESRCH, "seccomp", f"{what}: thread {res} not synchronised")
     _check(res, "seccomp", what)
+
+
+def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) -> int:
+    """open_tree(2) from the current directory's namespace: with OPEN_TREE_CLONE an fd of
+    a new, detached bind mount of `path` that no mount namespace sees."""
+    res = _libc.syscall(SYS_open_tree, ctypes.c_int(AT_FDCWD), _fs(path), ctypes.c_uint(flags))
+    return _check(res, "open_tree", path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from lowrun import cgroups, hooks, namespaces, process, signals, syscalls
+from lowrun import cgroups, exeguard, hooks, namespaces, process, signals, syscalls
 from lowrun.errors import ConfigError, UsageError, suppress
 from lowrun.spec.load import load_bundle
 from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
@@ -40,6 +40,7 @@ class CreateOptions:
 def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
     bundle = load_bundle(opts.bundle)
     config = bundle.config
+    exeguard.ensure(config)
     if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise UsageError("process.terminal is true: --console-socket is required")
     plan = namespaces.plan(config)

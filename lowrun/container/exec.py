@@ -11,7 +11,7 @@ from __future__ import annotations
 import _socket
 import os
 
-from lowrun import console, namespaces, process, syscalls
+from lowrun import console, exeguard, namespaces, process, syscalls
 from lowrun.container.create import write_pid_file
 from lowrun.container.init import (
     Privileges,
@@ -54,6 +54,7 @@ def exec_in(store: StateStore, container_id: str, opts: ExecOptions) -> int:
         raise InvalidState(f"cannot exec in a container that is {status}")
     if opts.process.get("terminal") and not opts.console_socket:
         raise UsageError("--tty needs --console-socket")
+    exeguard.ensure(state.config, opts.process)
     parent_end, child_end = Channel.pair()
     syscalls.set_child_subreaper()
     stage1_pid = os.fork()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from shim.seccomp_profile import default_seccomp_profile
 from tests.integration.hardening_support import (
     HOST_ROOT_ID,
     build_probe,
@@ -68,6 +69,13 @@ def _runtime_files(runtime: Runtime) -> list[str]:
     return sorted(set(files))
 
 
+def _with_caps(config: dict[str, Any], *extra: str) -> dict[str, Any]:
+    held = [*config["process"]["capabilities"]["bounding"], *extra]
+    config["process"]["capabilities"] = {s: held for s in ("bounding", "effective", "permitted")}
+    config["linux"]["seccomp"] = default_seccomp_profile(held)
+    return config
+
+
 def _bind(source: Path, destination: str, *options: str) -> dict[str, Any]:
     return {"destination": destination, "type": "bind", "source": str(source),
             "options": ["bind", *options]}
@@ -76,10 +84,10 @@ def _bind(source: Path, destination: str, *options: str) -> dict[str, Any]:
 # ------------------------------------------------------------- CVE-2019-5736
 
 
-@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+@pytest.mark.parametrize("variant", ["plain", "userns", "ptrace"])
 def test_exec_runtime_exe_cannot_be_grabbed(
     runtime: Runtime, bundle_factory: Any, busybox_rootfs: Path, probe: Path, open_dir: Path,
-    container_id: str, userns: bool,
+    container_id: str, variant: str,
 ) -> None:
     """A loop in the container opens /proc/N/exe of every new pid, O_PATH and O_WRONLY,
     and reopens any hit through /proc/self/fd for writing (never writing), while the host
@@ -92,7 +100,10 @@ def test_exec_runtime_exe_cannot_be_grabbed(
     out.mkdir()
     out.chmod(0o777)
     args = ["/probe", "race", "/out/result", str(RACE_SECONDS), *map(_identity, targets)]
+    userns = variant == "userns"
     config = userns_config(args) if userns else default_config(args)
+    if variant == "ptrace":  # dumpable 0 no longer stops it: the exe must be read-only
+        config = _with_caps(config, "CAP_SYS_PTRACE")
     config["mounts"].append(_bind(out, "/out"))
     if userns:  # root in the container, host uid 100000 outside
         bundle = userns_bundle(open_dir, busybox_rootfs, probe, config)
@@ -116,11 +127,17 @@ def test_exec_runtime_exe_cannot_be_grabbed(
         runtime.run("delete", "--force", container_id)
     assert execs >= 3
     assert got["container_exe"] > 0, got  # the loop did catch the exec'd processes
-    assert got["denied"] > 0, got  # and the runtime's own stages, which refused it
-    if runtime.name == "lowrun":
-        assert got["hits"] == 0, got  # the interpreter was never even reachable
-    # runc's init may be caught (it is dumpable once it is the Go runtime), but its exe
-    # is runc on a read-only bind mount or a sealed memfd: no write gets through either way
+    if variant == "ptrace":
+        # CAP_SYS_PTRACE opens /proc/PID/exe of non-dumpable stages too: the container
+        # grabs the runtime's executable, but only ever on a read-only mount (lowrun
+        # re-executes itself from a read-only bind of the interpreter, runc from one
+        # of its binary), so no write can get through, now or later.
+        assert got["hits"] > 0, got
+        assert got["hits_on_rw_mount"] == 0, got
+    else:
+        assert got["denied"] > 0, got  # the runtime's own stages refused the open
+        if runtime.name == "lowrun":
+            assert got["hits"] == 0, got  # the interpreter was never even reachable
     assert got["reopened_wr"] == 0 and got["direct_wr"] == 0, got
     assert {f: _sha256(f) for f in targets} == before
 
@@ -161,6 +178,39 @@ def test_runtime_stages_are_not_dumpable(
         assert exe_read_only or created_exe.startswith("/memfd:"), created_exe
     else:
         assert created_exe == os.path.realpath(sys.executable)
+
+
+def test_runtime_exe_is_read_only_when_the_container_may_ptrace(
+    runtime: Runtime, bundle_factory: Any, container_id: str
+) -> None:
+    """With CAP_SYS_PTRACE in the container, the created init (still the runtime) runs
+    from a read-only mount: what /proc/PID/exe gives cannot be written. Without it, the
+    runtime's stages are not dumpable and lowrun skips the extra re-exec."""
+    config = _with_caps(default_config(["true"]), "CAP_SYS_PTRACE")
+    bundle = bundle_factory(["true"], config)
+    done = runtime.run("create", "--bundle", str(bundle), container_id)
+    assert done.returncode == 0, done.stderr
+    try:
+        pid = init_pid(runtime, container_id)
+        exe = f"/proc/{pid}/exe"
+        read_only = bool(os.statvfs(exe).f_flag & os.ST_RDONLY)
+        fd = os.open(exe, os.O_PATH)
+        try:
+            same_file = os.path.samestat(os.fstat(fd), os.stat(runtime_file(runtime)))
+        finally:
+            os.close(fd)
+    finally:
+        runtime.run("delete", "--force", container_id)
+    assert same_file  # it is the runtime's interpreter/binary ...
+    assert read_only  # ... on a read-only mount
+    config = _with_caps(default_config(["env"]), "CAP_SYS_PTRACE")
+    out = run_container(runtime, bundle_factory(["env"], config), container_id + "e")
+    assert "PATH=" in out
+    assert "LOWRUN" not in out  # the re-exec's marker does not reach the container
+
+
+def runtime_file(runtime: Runtime) -> str:
+    return os.path.realpath(sys.executable if runtime.name == "lowrun" else runtime.binary)
 
 
 # ------------------------------------------------------------- CVE-2021-30465

@@ -29,6 +29,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -153,6 +154,7 @@ static int verb_race(const char *out, double secs, int n, char **specs) {
     struct ident ids[16];
     struct stat own, st;
     long seen = 0, denied = 0, container_exe = 0, hits = 0, reopened_wr = 0, direct_wr = 0;
+    long hits_on_rw_mount = 0;
     char seen_pid[65536] = {0};
     int nids = 0;
     for (int i = 0; i < n && nids < 16; i++) {
@@ -184,7 +186,10 @@ static int verb_race(const char *out, double secs, int n, char **specs) {
                 if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) container_exe++;
                 if (matches(&st, ids, nids)) {
                     char again[64];
+                    struct statvfs vfs;
                     hits++;
+                    /* a grabbed exe on a writable mount could be written once ETXTBSY ends */
+                    if (fstatvfs(fd, &vfs) == 0 && !(vfs.f_flag & ST_RDONLY)) hits_on_rw_mount++;
                     snprintf(again, sizeof again, "/proc/self/fd/%d", fd);
                     if (open_close(again, O_WRONLY) == 0) reopened_wr++;
                 }
@@ -201,7 +206,8 @@ static int verb_race(const char *out, double secs, int n, char **specs) {
     FILE *f = fopen(out, "w");
     if (!f) return 1;
     fprintf(f, "seen=%ld\ndenied=%ld\ncontainer_exe=%ld\nhits=%ld\nreopened_wr=%ld\n"
-            "direct_wr=%ld\n", seen, denied, container_exe, hits, reopened_wr, direct_wr);
+            "direct_wr=%ld\nhits_on_rw_mount=%ld\n", seen, denied, container_exe, hits,
+            reopened_wr, direct_wr, hits_on_rw_mount);
     fclose(f);
     return 0;
 }
