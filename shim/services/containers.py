@@ -3,12 +3,19 @@
 `ContainerService` is the local implementation (in-process callers use it directly);
 `ContainersServicer` is its gRPC edge. A container's spec is merged onto the default
 spec of `shim.bundle` at creation, so callers may send only what differs.
+
+Deleting a container also removes the rootfs snapshot that `prepare_container_rootfs`
+made for it (key `NAMESPACE/ID`, label `berth.container=ID`): the container record is
+what keeps that snapshot alive (prune keeps every active snapshot), so the record's end
+is the one place every client's delete passes through. Snapshots the caller prepared
+under keys of its own are left to it.
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import logging
 from typing import Any, Protocol
 
 import grpc
@@ -16,10 +23,14 @@ import grpc
 from shim import namespaces
 from shim.api.v1 import containers_pb2, containers_pb2_grpc, events_pb2
 from shim.bundle import check_spec, default_spec, merge_spec
-from shim.errors import FailedPrecondition, InvalidArgument
+from shim.errors import FailedPrecondition, InvalidArgument, NotFound
+from shim.images.runconfig import LABEL_CONTAINER, snapshot_key
 from shim.metadata import ContainerRecord, ContainerStore, validate_id
 from shim.services import ServiceContext
 from shim.services.events import EventBus, matches, parse_filters
+from shim.snapshots import OverlaySnapshotter
+
+log = logging.getLogger(__name__)
 
 
 class TaskLookup(Protocol):
@@ -89,16 +100,35 @@ class ContainerService:
         return updated
 
     def delete(self, namespace: str, container_id: str) -> None:
-        self.store.get(namespace, container_id)
+        record = self.store.get(namespace, container_id)
         tasks = self.ctx.shared.get("tasks")
         if tasks is not None and tasks.has_task(namespace, container_id):  # type: ignore[attr-defined]
             raise FailedPrecondition(
                 f"container {container_id!r} in namespace {namespace!r} has a task: "
                 "delete the task first (kill it if it runs)"
             )
+        self._release_rootfs(namespace, record)
         self.store.delete(namespace, container_id)
         self.events.publish(namespace, "/containers/delete", "container_delete",
                             events_pb2.ContainerDelete(id=container_id))
+
+    def _release_rootfs(self, namespace: str, record: ContainerRecord) -> None:
+        """Remove the snapshot prepared for this container's rootfs, if it is one.
+
+        Before the record goes, so that a snapshot that cannot be removed leaves the
+        container in place to delete again, not an orphan nothing would collect."""
+        key = record.snapshot_key
+        snapshots = self.ctx.shared.get("snapshots")
+        if not key or key != snapshot_key(namespace, record.id) \
+                or not isinstance(snapshots, OverlaySnapshotter):
+            return
+        try:
+            if snapshots.stat(key).labels.get(LABEL_CONTAINER) != record.id:
+                return
+            snapshots.remove(key)
+        except NotFound:
+            return
+        log.debug("removed snapshot %s of container %s", key, record.id)
 
 
 def to_proto(rec: ContainerRecord) -> containers_pb2.Container:
