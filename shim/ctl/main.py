@@ -1,7 +1,7 @@
 """shimctl: containers, tasks and events of a shimd, from the command line.
 
     shimctl [--address SOCK] [-n NAMESPACE] run [--rm] [-d] [-t] [-i] [--runtime BIN]
-            [--env K=V] [--log PATH] --rootfs DIR ID CMD...
+            [--env K=V] [--cwd DIR] [--log PATH] (--rootfs DIR ID CMD... | --image REF ID [CMD...])
     shimctl containers ls | rm ID...
     shimctl tasks ls | kill [-s SIG] [--all] [--exec-id E] ID | rm [-f] ID
                  | exec [-t] [-i] [-d] --exec-id E ID CMD... | pause ID | resume ID
@@ -173,37 +173,112 @@ def _close_io(client: Client, cid: str, exec_id: str) -> None:
 # ---- commands ---------------------------------------------------------------------------
 
 def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    if args.image:
+        return _run_image(client, args)
     if not args.command:
         raise ShimError("run needs a command to run in the container")
-    rootfs = os.path.abspath(args.rootfs)
     spec: dict[str, Any] = {"process": {"args": args.command, "terminal": args.tty}}
     if args.env:
         spec["process"]["env"] = [f"PATH={_default_path()}", *args.env]
     if args.cwd:
         spec["process"]["cwd"] = args.cwd
     client.create_container(args.id, spec, runtime=args.runtime or "")
+    return _run_task(client, args, [Mount("bind", os.path.abspath(args.rootfs))])
+
+
+def _run_task(client: Client, args: argparse.Namespace, rootfs: list[Mount],
+              on_remove: Any = None) -> int:
+    """Create and start the created container's task (attached unless -d); with --rm,
+    or when no task came of it, remove the container (then call `on_remove`)."""
     log = LogConfig(os.path.abspath(args.log), args.log_max_size, args.log_max_files) \
         if args.log else None
     try:
         if args.detach:
-            client.create_task(args.id, rootfs=[Mount("bind", rootfs)],
-                               stdio=Stdio(terminal=args.tty), log=log)
+            client.create_task(args.id, rootfs=rootfs, stdio=Stdio(terminal=args.tty), log=log)
             client.start(args.id)
             return 0
         attach = Attachment(args.tty, args.interactive or args.tty)
         try:
-            client.create_task(args.id, rootfs=[Mount("bind", rootfs)], stdio=attach.stdio,
-                               log=log)
+            client.create_task(args.id, rootfs=rootfs, stdio=attach.stdio, log=log)
             status = _attached(client, args.id, "", attach)
         finally:
             attach.finish(0)
     except BaseException:
         if args.rm or not client.list_tasks(f"id=={args.id}"):
-            _remove(client, args.id)  # a container whose task never came is no use
+            _remove(client, args.id, on_remove)  # a container whose task never came is no use
         raise
     if args.rm:
-        _remove(client, args.id)
+        _remove(client, args.id, on_remove)
     return status
+
+
+def _run_image(client: Client, args: argparse.Namespace) -> int:
+    """`run --image`: the rootfs an overlay snapshot of the image, prepared in shimd and
+    mounted by it at task creation (no rootfs mounts in Tasks.Create); the process
+    from the image config, as docker run makes it."""
+    from shim.errors import AlreadyExists, NotFound
+    from shim.images.remote import ImagesClient
+
+    images = ImagesClient(client.channel, client.namespace)
+    with contextlib.suppress(NotFound):
+        client.get_container(args.id)
+        raise AlreadyExists(f"container {args.id!r} exists in namespace "
+                            f"{client.namespace!r}: remove it or choose another id")
+    try:
+        prepared = images.prepare_container_rootfs(args.image, args.id)
+    except NotFound as exc:
+        raise NotFound(f"{exc}: pull, load or import it first (shimctl images pull|load|"
+                       "import|busybox)") from None
+
+    def release() -> None:
+        with contextlib.suppress(ShimError):
+            images.release_container_rootfs(args.id)
+
+    try:
+        spec = _image_spec(images, prepared, args)
+        client.create_container(args.id, spec, runtime=args.runtime or "",
+                                image=prepared.image, snapshot_key=prepared.snapshot_key)
+    except AlreadyExists:
+        raise  # a container of that id came meanwhile: its snapshot is not ours to drop
+    except BaseException:
+        release()
+        raise
+    return _run_task(client, args, [], on_remove=release)
+
+
+def _image_spec(images: Any, prepared: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The container's process: Entrypoint + (CMD or the image's Cmd), the image's Env
+    with --env on top (and a PATH if neither has one), WorkingDir unless --cwd, User."""
+    from shim.images.resolve import resolve_manifest
+    from shim.images.user import resolve_image_user
+
+    config = prepared.config
+    argv = config.args(args.command or None)
+    if not argv:
+        raise ShimError(f"image {prepared.image} has no Entrypoint or Cmd: "
+                        "give the command to run after the container id")
+    env = _merge_env(config.env, args.env)
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={_default_path()}")
+    process: dict[str, Any] = {"args": argv, "env": env, "terminal": args.tty,
+                               "cwd": args.cwd or config.working_dir or "/"}
+    if config.user:
+        image = images.images.get(images.namespace, prepared.image)
+        manifest = resolve_manifest(images.content, image.target)
+        user = resolve_image_user(images.content, manifest, config.user,
+                                  where=f"image {prepared.image}")
+        if user is not None:
+            process["user"] = user.spec()
+    return {"process": process}
+
+
+def _merge_env(base: list[str], extra: list[str]) -> list[str]:
+    """`extra` over `base`: a variable set in both keeps its place and takes the new value."""
+    merged: dict[str, str] = {}
+    for item in [*base, *extra]:
+        name = item.partition("=")[0]
+        merged[name] = item
+    return list(merged.values())
 
 
 def _default_path() -> str:
@@ -212,11 +287,13 @@ def _default_path() -> str:
     return DEFAULT_PATH
 
 
-def _remove(client: Client, cid: str) -> None:
+def _remove(client: Client, cid: str, then: Any = None) -> None:
     with contextlib.suppress(ShimError):
         client.delete_task(cid, force=True)
     with contextlib.suppress(ShimError):
         client.delete_container(cid)
+    if then is not None:
+        then()  # shimd removes an image container's snapshot itself; this covers an older one
 
 
 def cmd_containers_ls(client: Client, args: argparse.Namespace) -> int:
@@ -353,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-t", "--tty", action="store_true")
     run.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
     run.add_argument("--runtime", default="", help="OCI runtime binary (default: shimd's)")
-    run.add_argument("--rootfs", required=True, help="root filesystem directory")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--rootfs", help="root filesystem directory")
+    source.add_argument("--image", help="image whose snapshot is the root filesystem, "
+                        "and whose config gives the default command, env, cwd and user")
     run.add_argument("--env", "-e", action="append", default=[], help="K=V")
     run.add_argument("--cwd", default="")
     run.add_argument("--log", default="", help="json-file log path")
