@@ -9,9 +9,9 @@ import pytest
 
 from lowrun import errors, namespaces
 from lowrun.cli import COMMANDS, GLOBAL_FLAGS, main
-from lowrun.flags import parse
 from lowrun.container.exec import exec_process_spec
 from lowrun.container.lifecycle import parse_signal
+from lowrun.flags import parse
 from lowrun.process import find_executable
 from lowrun.state import ContainerState, StateStore, check_id
 from lowrun.sync import Channel
