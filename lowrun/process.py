@@ -103,6 +103,25 @@ def cloexec_from(first: int) -> None:
             continue
 
 
+def close_inherited_from(first: int) -> None:
+    """Close every inheritable fd >= first: what the runtime's caller leaked to it.
+
+    Python opens its own fds close-on-exec (PEP 446), so an inheritable fd past stdio
+    and --preserve-fds can only come from the caller. Closed before anything is forked,
+    no stage of the runtime holds it while it is inside the container, where a process
+    with CAP_SYS_PTRACE could take it through /proc/PID/fd (the CVE-2024-21626 class).
+    """
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd < first:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            continue
+
+
 def exec_process(executable: str, args: list[str], env: list[str]) -> None:
     environ = dict(e.partition("=")[::2] for e in env)
     os.execve(executable, args, environ)

@@ -55,6 +55,7 @@ def exec_in(store: StateStore, container_id: str, opts: ExecOptions) -> int:
     if opts.process.get("terminal") and not opts.console_socket:
         raise UsageError("--tty needs --console-socket")
     exeguard.ensure(state.config, opts.process)
+    process.close_inherited_from(3 + opts.preserve_fds)
     parent_end, child_end = Channel.pair()
     syscalls.set_child_subreaper()
     stage1_pid = os.fork()

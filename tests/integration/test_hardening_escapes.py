@@ -42,6 +42,7 @@ from tests.support.runtime import Runtime
 pytestmark = pytest.mark.root
 
 RACE_SECONDS = 6.0
+RACE_RUNS = 25
 EXEC_LOOP_SECONDS = 4.5
 
 
@@ -67,6 +68,18 @@ def _runtime_files(runtime: Runtime) -> list[str]:
     """What the exploit would overwrite: the interpreter lowrun runs on, or runc's binary."""
     files = [os.path.realpath(sys.executable), os.path.realpath(runtime.binary)]
     return sorted(set(files))
+
+
+def _host_mounts_touching(*paths: Path) -> list[str]:
+    """Host mount points at or under any of `paths` (the rest of the host's table is
+    left out: other suites on this machine mount and unmount meanwhile)."""
+    found = []
+    for line in read_mounts().splitlines():
+        point = line.split()[1]
+        for path in paths:
+            if point == str(path) or point.startswith(f"{path}/"):
+                found.append(point)
+    return found
 
 
 def _with_caps(config: dict[str, Any], *extra: str) -> dict[str, Any]:
@@ -246,9 +259,8 @@ def test_symlinked_destinations_stay_in_rootfs(
     (root / "chain").symlink_to("hop")  # a chain: chain -> hop -> abs -> host
     (root / "hop").symlink_to("/abs")
     (root / "dotdot").symlink_to("tmp/../../../../" + str(outside).lstrip("/"))
-    host_mounts = read_mounts()
     out = run_container(runtime, bundle, container_id)
-    assert read_mounts() == host_mounts
+    assert not _host_mounts_touching(bundle.parent)
     assert sorted(p.name for p in outside.iterdir()) == ["keep"]  # nothing created outside
     points = _mountpoints(out)
     for name in ("t1", "t2", "t3", "t4"):
@@ -273,21 +285,28 @@ def test_racing_symlink_swap_never_mounts_outside(
     vol = bundle / "rootfs" / "vol"
     (vol / "d" / "target").mkdir(parents=True)
     (vol / "link").symlink_to(outside)
-    host_mounts = read_mounts()
     swapper = subprocess.Popen([str(probe), "swap", str(vol / "d"), str(vol / "link"), "30"],
                                stdout=subprocess.PIPE, text=True)
     outcomes = []
     try:
-        for i in range(12):
+        for i in range(RACE_RUNS):
             done = runtime.run("run", "--bundle", str(bundle), f"{container_id}-{i}")
             outcomes.append(done.returncode)
+        assert swapper.poll() is None  # the swap went on during every create
     finally:
         swapper.kill()
         swapper.wait()
-    assert read_mounts() == host_mounts
-    assert sorted(p.name for p in outside.iterdir()) == ["keep"], outcomes
-    assert 0 in outcomes or all(code != 0 for code in outcomes)
-    assert outcomes  # the swap ran during every create
+    assert not _host_mounts_touching(bundle.parent)  # never a mount outside
+    created_outside = sorted(p.name for p in outside.iterdir()) != ["keep"]
+    if runtime.name == "runc" and created_outside:
+        # A race, so not a strict xfail: when it wins, runc 1.1.5 has followed the
+        # swapped symlink while creating the missing mount destination, and made
+        # outside/target on the host (CVE-2024-45310, fixed in runc 1.1.14). lowrun
+        # creates each component with mkdirat under an fd resolved inside the rootfs.
+        pytest.xfail(f"runc 1.1.5 created {sorted(outside.iterdir())} on the host "
+                     "(CVE-2024-45310)")
+    assert not created_outside, (sorted(outside.iterdir()), outcomes)
+    assert 0 in outcomes  # and containers did start meanwhile
 
 
 # ------------------------------------------------------------- CVE-2024-21626
@@ -336,6 +355,45 @@ def test_leaked_host_fds_are_closed(
     assert fds == {"fd0", "fd1", "fd2", "fd3"}, done.stdout
     assert "secret" not in done.stdout
     assert "for the container" in done.stdout
+
+
+@pytest.mark.parametrize("ptrace", [False, True], ids=["default", "ptrace"])
+def test_created_init_holds_no_leaked_fd(
+    runtime: Runtime, bundle_factory: Any, host_dir: Path, tmp_path: Path, container_id: str,
+    ptrace: bool,
+) -> None:
+    """Seen from the host: the init waiting for `start` (still the runtime) holds none of
+    the fds its caller leaked, only what --preserve-fds passes. A container process with
+    CAP_SYS_PTRACE may open /proc/1/fd/N of it (exec into a created container), so a
+    leaked host directory there would be a way out before the exec even happens."""
+    config = default_config(["true"])
+    if ptrace:
+        config = _with_caps(config, "CAP_SYS_PTRACE")
+    bundle = bundle_factory(["true"], config)
+    passed = tmp_path / "passed"
+    passed.write_text("for the container\n")
+    dfd = os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY)
+    pfd = os.open(passed, os.O_RDONLY)
+    try:
+        done = runtime.run("create", "--preserve-fds", "1", "--bundle", str(bundle),
+                           container_id, close_fds=False,
+                           preexec_fn=_leaking((pfd, 3), (dfd, 7), (dfd, 12)))
+    finally:
+        os.close(dfd)
+        os.close(pfd)
+    assert done.returncode == 0, done.stderr
+    try:
+        pid = init_pid(runtime, container_id)
+        targets = {}
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                targets[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+            except FileNotFoundError:
+                continue
+    finally:
+        runtime.run("delete", "--force", container_id)
+    assert str(host_dir) not in targets.values(), targets
+    assert targets.get(3) == str(passed)
 
 
 def _cwd_check_script() -> str:
@@ -430,9 +488,8 @@ def test_proc_through_symlink_is_refused(
     (root / "fakeproc").mkdir()
     _fake_proc(root / "fakeproc")
     (root / "proc").symlink_to("/fakeproc")
-    host_mounts = read_mounts()
     done = runtime.run("run", "--bundle", str(bundle), container_id)
-    assert read_mounts() == host_mounts
+    assert not _host_mounts_touching(bundle.parent)
     assert done.returncode != 0, done.stdout
     assert "/proc" in done.stderr
 
@@ -477,8 +534,7 @@ def test_proc_on_a_symlink_into_sys_is_refused(
     config["mounts"].append({"destination": "/altproc", "type": "proc", "source": "proc"})
     bundle = bundle_factory(["true"], config)
     (bundle / "rootfs" / "altproc").symlink_to("/sys/kernel")
-    host_mounts = read_mounts()
     done = runtime.run("run", "--bundle", str(bundle), container_id)
-    assert read_mounts() == host_mounts
+    assert not _host_mounts_touching(bundle.parent)
     assert done.returncode != 0
     assert "altproc" in done.stderr
