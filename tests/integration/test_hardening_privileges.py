@@ -227,3 +227,19 @@ def test_exec_stopped_container_is_refused(
     done = runtime.run("exec", container_id, "/probe", "ids")
     assert done.returncode != 0
     assert "uid=" not in done.stdout
+
+
+def test_userns_without_own_netns_cannot_mount_sysfs(
+    runtime: Runtime, busybox_rootfs: Path, probe: Path, open_dir: Path, container_id: str
+) -> None:
+    """sysfs belongs to the network namespace: only its owner may mount it. A
+    user-namespaced container sharing the host's network fails clearly, in both."""
+    config = userns_config(["true"])
+    config["linux"]["namespaces"] = [
+        ns for ns in config["linux"]["namespaces"] if ns["type"] != "network"
+    ]
+    bundle = userns_bundle(open_dir, busybox_rootfs, probe, config)
+    done = runtime.run("run", "--bundle", str(bundle), container_id)
+    assert done.returncode != 0
+    assert "/sys" in done.stderr
+    assert "not permitted" in done.stderr
