@@ -183,3 +183,21 @@ def _upper_has(images: ImagesClient, cid: str, name: str) -> bool:
     options = images.snapshots.mounts(f"default/{cid}")[0]["options"]
     upper = next(o.partition("=")[2] for o in options if o.startswith("upperdir="))
     return (Path(upper) / name).exists()
+
+
+def test_delete_keeps_snapshots_the_caller_owns(shimd: Shimd, client: Client,
+                                                images: ImagesClient) -> None:
+    """Containers.Delete removes only the snapshot prepare_container_rootfs made for
+    that container; one the caller prepared under its own key stays its own."""
+    top = images.images.unpack(images.namespace, "docker.io/library/busybox:latest")
+    images.snapshots.prepare("mine", top)
+    cid = shimd.container_name()
+    client.create_container(cid, {"process": {"args": ["true"]}}, snapshot_key="mine")
+    client.delete_container(cid)
+    assert _active_snapshots(images) == ["mine"]
+    images.snapshots.remove("mine")
+    prepared = images.prepare_container_rootfs("busybox", cid)
+    client.create_container(cid, {"process": {"args": ["true"]}},
+                            snapshot_key=prepared.snapshot_key)
+    client.delete_container(cid)
+    _nothing_left(shimd, client, images)
