@@ -201,3 +201,21 @@ def test_delete_keeps_snapshots_the_caller_owns(shimd: Shimd, client: Client,
                             snapshot_key=prepared.snapshot_key)
     client.delete_container(cid)
     _nothing_left(shimd, client, images)
+
+
+def test_run_image_in_another_namespace(shimd: Shimd, client: Client,
+                                        images: ImagesClient) -> None:
+    """The image and the snapshot are the namespace's: busybox of `default` is not
+    seen from `ns2` until it is built there; the snapshot is keyed `ns2/ID`."""
+    cid = shimd.container_name()
+    r = ctl(shimd, "run", "--rm", "--image", "busybox", cid, "true", namespace="ns2")
+    assert r.returncode == 1 and "not found in namespace 'ns2'" in r.stderr
+    assert ctl(shimd, "images", "busybox", namespace="ns2").returncode == 0
+    r = ctl(shimd, "run", "-d", "--image", "busybox", cid, "sleep", "1000", namespace="ns2")
+    assert r.returncode == 0, r.stderr
+    assert _active_snapshots(images) == [f"ns2/{cid}"]
+    ns2 = client.with_namespace("ns2")
+    ns2.delete_task(cid, force=True)
+    ns2.delete_container(cid)
+    assert ns2.list_containers() == []
+    _nothing_left(shimd, client, images)
