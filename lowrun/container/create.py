@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from lowrun import cgroups, exeguard, hooks, namespaces, process, signals, syscalls
+from lowrun.cgroups import prewarm
 from lowrun.errors import ConfigError, UsageError, suppress
 from lowrun.spec.load import load_bundle
 from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
@@ -38,6 +39,7 @@ class CreateOptions:
 
 
 def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
+    prewarm.start()
     bundle = load_bundle(opts.bundle)
     config = bundle.config
     exeguard.ensure(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -240,3 +241,12 @@ def test_lowrun_imports_nothing_from_upper_layers():
         text = path.read_text()
         for layer in ("shim", "engine"):
             assert f"from {layer}" not in text and f"import {layer}" not in text, path
+
+
+def test_prewarm_finds_this_process_cgroup():
+    from lowrun.cgroups import prewarm
+
+    procs = prewarm._own_procs_file()
+    assert procs is not None and procs.endswith("/cgroup.procs")
+    with open(procs) as f:
+        assert str(os.getpid()) in f.read().split()
