@@ -224,6 +224,9 @@ def _run_image(client: Client, args: argparse.Namespace) -> int:
         client.get_container(args.id)
         raise AlreadyExists(f"container {args.id!r} exists in namespace "
                             f"{client.namespace!r}: remove it or choose another id")
+    # A snapshot NS/ID without its container is an orphan of a run that died before
+    # creating it: a new container starts from the image, not from that upperdir.
+    images.release_container_rootfs(args.id)
     try:
         prepared = images.prepare_container_rootfs(args.image, args.id)
     except NotFound as exc:

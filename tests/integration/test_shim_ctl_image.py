@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -178,8 +179,6 @@ def test_detached_then_kill_and_rm_release_the_snapshot(shimd: Shimd, client: Cl
 
 def _upper_has(images: ImagesClient, cid: str, name: str) -> bool:
     """Whether the container's upperdir (from the snapshot's overlay mount) has `name`."""
-    from pathlib import Path
-
     options = images.snapshots.mounts(f"default/{cid}")[0]["options"]
     upper = next(o.partition("=")[2] for o in options if o.startswith("upperdir="))
     return (Path(upper) / name).exists()
@@ -218,4 +217,19 @@ def test_run_image_in_another_namespace(shimd: Shimd, client: Client,
     ns2.delete_task(cid, force=True)
     ns2.delete_container(cid)
     assert ns2.list_containers() == []
+    _nothing_left(shimd, client, images)
+
+
+def test_an_orphan_snapshot_is_not_reused(shimd: Shimd, client: Client,
+                                          images: ImagesClient) -> None:
+    """A snapshot NS/ID left by a run that died before creating its container: a new
+    container of that id starts from the image, without the old upperdir's files."""
+    cid = shimd.container_name()
+    images.prepare_container_rootfs("busybox", cid)
+    options = images.snapshots.mounts(f"default/{cid}")[0]["options"]
+    upper = next(o.partition("=")[2] for o in options if o.startswith("upperdir="))
+    (Path(upper) / "stale").write_text("from a dead run")
+    r = ctl(shimd, "run", "--rm", "--image", "busybox", cid, "sh", "-c",
+            "test -e /stale && echo stale || echo fresh")
+    assert (r.returncode, r.stdout) == (0, "fresh\n"), r.stderr
     _nothing_left(shimd, client, images)
