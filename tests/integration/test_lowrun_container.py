@@ -286,6 +286,33 @@ def test_hooks_run_in_order_with_state(runtime: Runtime, bundle_factory, contain
     assert states[0]["status"] == "creating"
 
 
+def test_container_side_hooks(runtime: Runtime, bundle_factory, container_id, tmp_path: Path):
+    """createContainer runs in the container's namespaces before pivot_root (host paths);
+    startContainer inside the container after start (container paths), before the process."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = base_config()
+    config["mounts"].append({"destination": "/shared", "type": "bind", "source": str(shared),
+                             "options": ["rbind"]})
+    config["hooks"] = {
+        "createContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"readlink /proc/self/ns/uts > {shared}/create; cat > {shared}/create.json"
+        ]}],
+        "startContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", "echo $$ > /shared/start; hostname >> /shared/start"]}],
+    }
+    bundle = bundle_factory(["sh", "-c", "cat /shared/start; readlink /proc/self/ns/uts"], config)
+    result = runtime.run("run", "--bundle", str(bundle), container_id)
+    assert result.returncode == 0, result.stderr
+    pid, hostname, uts = result.stdout.split()
+    assert (shared / "create").read_text().strip() == uts  # the container's UTS namespace
+    assert uts != os.readlink("/proc/self/ns/uts")
+    state = json.loads((shared / "create.json").read_text())
+    assert state["id"] == container_id and state["pid"] > 0
+    assert hostname == "berth-test"
+    assert int(pid) > 1  # a child of the container's init, in its pid namespace
+
+
 def test_failing_prestart_hook_leaves_nothing(runtime: Runtime, bundle_factory, container_id):
     config = base_config()
     config["hooks"] = {"prestart": [{"path": "/bin/false"}]}
