@@ -380,3 +380,68 @@ def test_ctr_flags_make_the_same_container(containerd, busybox_rootfs, tmp_path,
         assert containerd.traces(cid) == []
     assert seen["lowrun"] == seen["runc"]
     assert seen["runc"][0] == 0, seen["runc"][2]
+
+
+def test_exec_options_and_errors(containerd, binary, busybox_rootfs, container_id):
+    cid = container_id
+    start_detached(containerd, binary, busybox_rootfs, cid, "sleep", "1000")
+    fifo_dir = fifo(containerd)
+    out = containerd.run("task", "exec", *fifo_dir, "--exec-id", "c", "--cwd", "/tmp",
+                         "--user", "65534", cid, "sh", "-c", "pwd; id -u; id -g")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["/tmp", "65534", "65534"]
+    missing = exec_in(containerd, cid, "m", "/bin/no-such-program")
+    assert missing.returncode != 0
+    assert "OCI runtime exec failed" in missing.stderr and "no-such-program" in missing.stderr
+    containerd.run("task", "pause", cid, check=True)
+    refused = exec_in(containerd, cid, "p", "true")
+    assert refused.returncode != 0 and "paused" in refused.stderr, refused.stderr
+    containerd.run("task", "resume", cid, check=True)
+    assert exec_in(containerd, cid, "after", "true").returncode == 0
+    containerd.run("task", "kill", "-s", "SIGKILL", cid, check=True)
+    containerd.wait_status(cid, "STOPPED")
+    remove(containerd, cid)
+    assert containerd.traces(cid) == []
+
+
+def test_stdin_reaches_the_process_and_its_end_too(containerd, binary, busybox_rootfs,
+                                                   container_id):
+    """Input written once the task runs. (With input that ends at once, `echo x | ctr run`
+    may hang with runc as well as lowrun: ctr 1.6 closes the task's stdin only if the
+    end comes after its NewTask call returned.)"""
+    with tempfile.TemporaryFile() as out:
+        ctr = subprocess.Popen(
+            containerd.ctr("run", "--rm", *run_flags(containerd, binary, busybox_rootfs),
+                           container_id, "sh", "-c", "wc -l; echo done"),
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            containerd.wait_status(container_id, "RUNNING")
+            containerd.note_shims()
+            assert ctr.stdin is not None
+            ctr.stdin.write(b"one\ntwo\nthree\n")
+            ctr.stdin.close()
+            assert ctr.wait(30) == 0
+        finally:
+            if ctr.poll() is None:
+                ctr.kill()
+                ctr.wait()
+        out.seek(0)
+        assert out.read().split() == [b"3", b"done"]
+    assert containerd.traces(container_id) == []
+
+
+def test_parallel_runs(containerd, binary, busybox_rootfs, container_id):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> str:
+        cid = f"{container_id}-{i}"
+        out = containerd.run("run", "--rm", *run_flags(containerd, binary, busybox_rootfs),
+                             cid, "sh", "-c", f"echo {i}")
+        assert out.returncode == 0, out.stderr
+        assert containerd.traces(cid) == []
+        printed: str = out.stdout.strip()
+        return printed
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(one, range(12))) == [str(i) for i in range(12)]
+    assert list((containerd.runc_root / containerd.namespace).iterdir()) == []
