@@ -357,3 +357,50 @@ def containerd_daemon(work: Path, namespace: str | None = None) -> Iterator[Cont
             stuck = _remove_cgroups(namespace)
             if stuck:
                 raise ContainerdError(f"cgroups still busy after teardown: {stuck}")
+
+
+def time_ctr_run(runs: int, rootfs: Path, work: Path) -> dict[str, list[float]]:
+    """Milliseconds of `ctr run --rm --rootfs DIR ID /bin/true` with lowrun and runc,
+    interleaved on one private containerd, after one warm-up round."""
+    from tests.support.runtime import binary_for
+
+    times: dict[str, list[float]] = {"lowrun": [], "runc": []}
+    with containerd_daemon(work) as daemon:
+        for i in range(runs + 1):
+            for name, samples in times.items():
+                binary = binary_for(name)
+                if binary is None:
+                    continue
+                started = time.perf_counter()
+                subprocess.run(daemon.ctr("run", "--rm", *daemon.runtime_flags(binary),
+                                          "--rootfs", str(rootfs), f"{name}{i}", "/bin/true"),
+                               check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                if i:
+                    samples.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tests.compat.containerd_support [RUNS]`: the timing in docs/lowrun.md."""
+    import statistics
+
+    from tests.support.rootfs import build_busybox_rootfs
+
+    runs = int(argv[0]) if argv else 20
+    work = Path(tempfile.mkdtemp(prefix="ctr-time-"))
+    try:
+        times = time_ctr_run(runs, build_busybox_rootfs(work / "rootfs"), work / "containerd")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for name, ms in times.items():
+        if ms:
+            ms.sort()
+            print(f"{name}: median {statistics.median(ms):.0f} ms, "
+                  f"p90 {ms[int(len(ms) * 0.9) - 1]:.0f} ms, min {ms[0]:.0f} ms, n={len(ms)}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
