@@ -31,6 +31,8 @@ from shim.content.digest import Digest, hasher, parse_digest
 from shim.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 CHUNK = 1 << 20
+WRITE_BLOB_WAIT = 60.0
+"""Seconds write_blob waits for another writer of the same blob before it gives up."""
 
 
 @dataclass
@@ -390,10 +392,21 @@ class ContentStore:
             if labels:
                 self.update(digest, labels)
             return digest
-        try:
-            w = self.writer(ref or f"write-{digest}", total=len(data), expected=digest)
-        except AlreadyExists:
-            return digest
+        deadline = time.monotonic() + WRITE_BLOB_WAIT
+        while True:
+            try:
+                w = self.writer(ref or f"write-{digest}", total=len(data), expected=digest)
+                break
+            except AlreadyExists:
+                return digest
+            except Unavailable:
+                # Another writer holds the same ingest (two pulls of one manifest at once):
+                # its commit gives us the blob; wait for it rather than fail.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                if self.exists(digest):
+                    return digest
         w.truncate(0)
         w.write(data)
         return w.commit(len(data), digest, labels)
