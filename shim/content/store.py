@@ -31,8 +31,6 @@ from shim.content.digest import Digest, hasher, parse_digest
 from shim.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 CHUNK = 1 << 20
-WRITE_BLOB_WAIT = 60.0
-"""Seconds write_blob waits for another writer of the same blob before it gives up."""
 
 
 @dataclass
@@ -386,27 +384,7 @@ class ContentStore:
 
     def write_blob(self, data: bytes, expected: str = "", ref: str = "",
                    labels: dict[str, str] | None = None) -> Digest:
-        """Store `data` in one call; a blob that exists already is left as it is."""
-        digest = expected or "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.exists(digest):
-            if labels:
-                self.update(digest, labels)
-            return digest
-        deadline = time.monotonic() + WRITE_BLOB_WAIT
-        while True:
-            try:
-                w = self.writer(ref or f"write-{digest}", total=len(data), expected=digest)
-                break
-            except AlreadyExists:
-                return digest
-            except Unavailable:
-                # Another writer holds the same ingest (two pulls of one manifest at once):
-                # its commit gives us the blob; wait for it rather than fail.
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-                if self.exists(digest):
-                    return digest
-        w.truncate(0)
-        w.write(data)
-        return w.commit(len(data), digest, labels)
+        """Store `data` in one call (see shim.content.api.write_blob)."""
+        from shim.content.api import write_blob  # api imports this module
+
+        return write_blob(self, data, expected, ref, labels)

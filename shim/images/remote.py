@@ -11,7 +11,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import hashlib
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from shim.api.v1 import (
     snapshots_pb2,
     snapshots_pb2_grpc,
 )
+from shim.content.api import write_blob
 from shim.content.store import Info, IngestStatus
 from shim.errors import AlreadyExists, NotFound, ShimError, from_status
 from shim.images.gc import PruneResult
@@ -199,19 +199,7 @@ class RemoteContent:
 
     def write_blob(self, data: bytes, expected: str = "", ref: str = "",
                    labels: dict[str, str] | None = None) -> str:
-        digest = expected or "sha256:" + hashlib.sha256(data).hexdigest()
-        if self.exists(digest):
-            if labels:
-                self.update(digest, labels)
-            return digest
-        try:
-            w = self.writer(ref or f"write-{digest}", len(data), digest)
-        except AlreadyExists:
-            return digest
-        with w:
-            w.truncate(0)
-            w.write(data)
-            return w.commit(len(data), digest, labels)
+        return write_blob(self, data, expected, ref, labels)
 
 
 class RemoteImages:
