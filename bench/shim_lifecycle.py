@@ -135,65 +135,35 @@ def bench_shimd(work: Path, rootfs: Path, runtime: str, runs: int, zygote: bool)
     return rows
 
 
-CONTAINERD_CONFIG = """version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{address}"
-"""
-
-
 def bench_containerd(work: Path, rootfs: Path, runtime: str, runs: int) -> list[str]:
+    """`ctr run --rm` on a private containerd (tests/compat/containerd_support.py, which
+    also removes everything it made), and the memory of one containerd-shim-runc-v2."""
+    from tests.compat.containerd_support import ContainerdError, containerd_daemon
+
     if shutil.which("containerd") is None or shutil.which("ctr") is None:
         return ["| containerd: `ctr run --rm` | not installed | | |"]
-    work.mkdir(parents=True)
-    address = work / "containerd.sock"
-    config = work / "config.toml"
-    config.write_text(CONTAINERD_CONFIG.format(root=work / "croot", state=work / "cstate",
-                                               address=address))
-    daemon = subprocess.Popen(["containerd", "--config", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ctr = ["ctr", "--address", str(address), "--namespace", "bench"]
     rows = []
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run([*ctr, "version"], capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("containerd did not start")
-            time.sleep(0.2)
-        runtime_flag = ["--runc-binary", resolve(runtime)]
+        with containerd_daemon(work) as daemon:
+            flags = daemon.runtime_flags(resolve(runtime))
 
-        def ctr_run(i: int) -> None:
-            subprocess.run([*ctr, "run", "--rm", *runtime_flag, "--rootfs", str(rootfs),
-                            f"c{i + 1}", "/bin/true"], check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE)
+            def ctr_run(i: int) -> None:
+                daemon.run("run", "--rm", *flags, "--rootfs", str(rootfs), f"c{i + 1}",
+                           "/bin/true", check=True)
 
-        try:
             rows.append(f"| containerd 1.6: `ctr run --rm --rootfs` ({runtime}) | "
                         f"{summary(timed(max(5, runs // 3), ctr_run))} |")
-        except subprocess.CalledProcessError as exc:
-            rows.append(f"| containerd 1.6: `ctr run --rm --rootfs` ({runtime}) | failed: "
-                        f"{(exc.stderr or b'').decode(errors='replace').strip()[:120]} | | |")
-            return rows
-        for n in range(10):
-            subprocess.run([*ctr, "run", "-d", *runtime_flag, "--rootfs", str(rootfs),
-                            f"mem{n}", "/bin/sleep", "1000"], check=True,
-                           stdout=subprocess.DEVNULL)
-        time.sleep(1)
-        shim = memory(find_pid("containerd-shim-runc-v2\x00-namespace\x00bench\x00-id\x00mem9"))
-        rows.append(f"MEM | containerd-shim-runc-v2 (Go) | {shim['VmRSS']} | "
-                    f"{shim['RssAnon']} | {shim['Pss']} | {shim['USS']} |")
-        for n in range(10):
-            subprocess.run([*ctr, "task", "kill", "-s", "KILL", f"mem{n}"], capture_output=True)
-        time.sleep(0.5)
-        for n in range(10):
-            subprocess.run([*ctr, "task", "rm", "-f", f"mem{n}"], capture_output=True)
-            subprocess.run([*ctr, "container", "rm", f"mem{n}"], capture_output=True)
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(20)
-        subprocess.run(["umount", "-R", str(work / "croot")], capture_output=True)
+            for n in range(10):
+                daemon.run("run", "-d", *flags, "--rootfs", str(rootfs), f"mem{n}",
+                           "/bin/sleep", "1000", check=True)
+            time.sleep(1)
+            shim = memory(find_pid(f"containerd-shim-runc-v2\x00-namespace\x00{daemon.namespace}"
+                                   "\x00-id\x00mem9"))
+            rows.append(f"MEM | containerd-shim-runc-v2 (Go) | {shim['VmRSS']} | "
+                        f"{shim['RssAnon']} | {shim['Pss']} | {shim['USS']} |")
+    except ContainerdError as exc:
+        rows.append(f"| containerd 1.6: `ctr run --rm --rootfs` ({runtime}) | failed: "
+                    f"{str(exc)[:120]} | | |")
     return rows
 
 
