@@ -106,7 +106,14 @@ def main() -> int:
                     rows.append(("umoci unpack", t))
                 else:
                     rows.append(("umoci unpack (not installed)", float("nan")))
-            if not shutil.which("ctr"):
+            if shutil.which("ctr") and shutil.which("containerd"):
+                from tests.compat.containerd_support import containerd_daemon
+
+                with containerd_daemon(tmp / "containerd") as daemon:
+                    t, _ = timed(lambda: daemon.run("images", "pull", "--plain-http", ref,
+                                                    timeout=600, check=True))
+                rows.append(("ctr pull, containerd 1.6 (fetch + unpack)", t))
+            else:
                 rows.append(("ctr pull (not installed)", float("nan")))
     by = dict(rows)
     rows.append(("berth pull + unpack", by[f"berth pull ({args.workers} parallel layers)"]
