@@ -125,3 +125,14 @@ def close_inherited_from(first: int) -> None:
 def exec_process(executable: str, args: list[str], env: list[str]) -> None:
     environ = dict(e.partition("=")[::2] for e in env)
     os.execve(executable, args, environ)
+
+
+def reap_exited_children() -> None:
+    """Collect every child that has already exited, without waiting for the others."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

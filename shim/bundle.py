@@ -3,7 +3,7 @@
 `default_spec()` is what `docker run` gives a container without flags: docker's 14
 capabilities, its masked and read-only paths, a device cgroup that denies all but the
 standard character devices, new pid/ipc/uts/mount/network namespaces, and docker's
-seccomp profile (from `shim.seccomp_profile` when that module is present).
+seccomp profile (from `shim.seccomp_profile`).
 `merge_spec()` applies a caller's partial spec on top (objects merged key by key,
 arrays replaced, null removes a key). `mount_rootfs()` builds the root filesystem of a
 task from a list of mounts (bind or overlay), as containerd's rootfs mounts.
@@ -19,25 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from shim.errors import InvalidArgument
+from shim.seccomp_profile import DOCKER_DEFAULT_CAPABILITIES, default_seccomp_profile
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPABILITIES = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
+DEFAULT_CAPABILITIES = list(DOCKER_DEFAULT_CAPABILITIES)
+"""docker's default capabilities (shim.seccomp_profile keeps the one list)."""
 
 MASKED_PATHS = [
     "/proc/asound",
@@ -102,11 +89,7 @@ DEFAULT_MOUNTS: list[dict[str, Any]] = [
 
 
 def _seccomp(capabilities: list[str]) -> dict[str, Any] | None:
-    """Docker's default seccomp profile, if the module that writes it has landed."""
-    try:
-        from shim.seccomp_profile import default_seccomp_profile  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+    """Docker's default seccomp profile for these capabilities."""
     profile: dict[str, Any] = default_seccomp_profile(capabilities)
     return profile
 

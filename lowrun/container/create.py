@@ -163,22 +163,12 @@ class _Builder:
                 os.kill(self.init_pid, signals.SIGKILL)
             with suppress(ChildProcessError):
                 os.waitpid(self.init_pid, 0)
-        _reap_children()
+        process.reap_exited_children()
         if self.cgroup is not None:
             with suppress(Exception):
                 self.cgroup.destroy()
         with suppress(OSError):
             self.store.remove(self.container_id)
-
-
-def _reap_children() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def write_id_maps(pid: int, config: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ def exec_in(store: StateStore, container_id: str, opts: ExecOptions) -> int:
         os.waitpid(stage1_pid, 0)
         _await_exec(parent_end)
     except BaseException:
-        _reap_all()
+        process.reap_exited_children()
         raise
     finally:
         parent_end.close()
@@ -91,16 +91,6 @@ def _await_exec(channel: Channel) -> None:
         if "exited before" in str(exc):
             return
         raise
-
-
-def _reap_all() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _stage1(state: ContainerState, opts: ExecOptions, channel: Channel) -> NoReturn:
