@@ -41,6 +41,24 @@ _KEEP = 64 * 1024
 _SHOW = 1000
 
 
+def state_for(config: dict[str, Any], container_id: str, status: str, pid: int,
+              bundle: str) -> dict[str, Any]:
+    """The container's OCI state, as every hook reads it on its stdin."""
+    return {
+        "ociVersion": config.get("ociVersion", ""),
+        "id": container_id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": config.get("annotations") or {},
+    }
+
+
+def run_phase(config: dict[str, Any], phase: str, state: dict[str, Any]) -> None:
+    """Run the config's hooks of `phase` (run_hooks of hooks_for)."""
+    run_hooks(hooks_for(config, phase), state, phase)
+
+
 def hooks_for(config: dict[str, Any], phase: str) -> list[dict[str, Any]]:
     """The hooks config.json lists for `phase` (empty when there are none)."""
     if phase not in PHASES:

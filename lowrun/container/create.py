@@ -12,7 +12,13 @@ from lowrun import cgroups, exeguard, hooks, namespaces, process, signals, sysca
 from lowrun.cgroups import prewarm
 from lowrun.errors import ConfigError, UsageError, suppress
 from lowrun.spec.load import load_bundle
-from lowrun.state import ContainerState, StateStore, now_rfc3339, process_start_time
+from lowrun.state import (
+    CREATING,
+    ContainerState,
+    StateStore,
+    now_rfc3339,
+    process_start_time,
+)
 from lowrun.sync import Channel
 
 TYPE_CHECKING = False
@@ -123,9 +129,10 @@ class _Builder:
         channel.send("go", pid=self.init_pid)
 
         channel.recv("hooks", timeout=CHILD_TIMEOUT)
-        hook_state = self.hook_state(bundle)
-        hooks.run_hooks(hooks.hooks_for(self.config, "prestart"), hook_state, "prestart")
-        hooks.run_hooks(hooks.hooks_for(self.config, "createRuntime"), hook_state, "createRuntime")
+        hook_state = hooks.state_for(self.config, self.container_id, CREATING, self.init_pid,
+                                     bundle)
+        hooks.run_phase(self.config, "prestart", hook_state)
+        hooks.run_phase(self.config, "createRuntime", hook_state)
         channel.send("hooks-done")
         channel.recv("ready", timeout=CHILD_TIMEOUT)
         channel.close()
@@ -146,16 +153,6 @@ class _Builder:
         )
         self.store.save(state)
         return state
-
-    def hook_state(self, bundle: str) -> dict[str, Any]:
-        return {
-            "ociVersion": self.config.get("ociVersion", ""),
-            "id": self.container_id,
-            "status": "creating",
-            "pid": self.init_pid,
-            "bundle": bundle,
-            "annotations": self.config.get("annotations") or {},
-        }
 
     def undo(self) -> None:
         if self.init_pid:

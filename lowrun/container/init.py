@@ -91,17 +91,6 @@ def stage1(ctx: InitContext) -> NoReturn:
     os._exit(0)
 
 
-def _hook_state(ctx: InitContext, pid: int) -> dict[str, Any]:
-    return {
-        "ociVersion": ctx.config.get("ociVersion", ""),
-        "id": ctx.container_id,
-        "status": "creating",
-        "pid": pid,
-        "bundle": ctx.bundle,
-        "annotations": ctx.config.get("annotations") or {},
-    }
-
-
 def init(ctx: InitContext, priv: Privileges) -> NoReturn:
     try:
         _init(ctx, priv)
@@ -134,8 +123,8 @@ def _init(ctx: InitContext, priv: Privileges) -> None:
     rootfs.prepare(config, ctx.bundle, ctx.rootfs, join_cgroup=join_cgroup)
     ctx.channel.send("hooks")
     ctx.channel.recv("hooks-done")
-    hooks.run_hooks(hooks.hooks_for(config, "createContainer"), _hook_state(ctx, host_pid),
-                    "createContainer")
+    hooks.run_phase(config, "createContainer",
+                    hooks.state_for(config, ctx.container_id, "creating", host_pid, ctx.bundle))
     rootfs.enter(ctx.rootfs, no_pivot=ctx.no_pivot)
     if console_conn is not None:
         setup_terminal(console_conn, mount_console=True)
@@ -155,8 +144,8 @@ def _init(ctx: InitContext, priv: Privileges) -> None:
     os.write(writer, b"0")
     os.close(writer)
     os.close(ctx.fifo_fd)
-    hooks.run_hooks(hooks.hooks_for(config, "startContainer"), _hook_state(ctx, host_pid),
-                    "startContainer")
+    hooks.run_phase(config, "startContainer",
+                    hooks.state_for(config, ctx.container_id, "created", host_pid, ctx.bundle))
     load_late_seccomp(priv)
     process.exec_process(executable, proc["args"], env)
 

@@ -67,13 +67,6 @@ def state_document(store: StateStore, state: ContainerState) -> dict[str, Any]:
     return doc
 
 
-def hook_state(store: StateStore, state: ContainerState) -> dict[str, Any]:
-    doc = state_document(store, state)
-    return {k: doc[k] for k in ("ociVersion", "id", "status", "pid", "bundle")} | {
-        "annotations": state.annotations
-    }
-
-
 def start(store: StateStore, container_id: str) -> None:
     state = store.load(container_id)
     status = status_of(store, state)
@@ -90,8 +83,8 @@ def start(store: StateStore, container_id: str) -> None:
     with suppress(FileNotFoundError):
         os.unlink(fifo)
     try:
-        hooks.run_hooks(hooks.hooks_for(state.config, "poststart"), hook_state(store, state),
-                        "poststart")
+        hooks.run_phase(state.config, "poststart",
+                        hooks.state_for(state.config, state.id, RUNNING, state.pid, state.bundle))
     except LowrunError as exc:
         print(f"lowrun: warning: {exc}", file=sys.stderr)
 
@@ -169,21 +162,10 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> None:
     cgroup.destroy()
     store.remove(container_id)
     try:
-        hooks.run_hooks(hooks.hooks_for(state.config, "poststop"), hook_state_stopped(state),
-                        "poststop")
+        hooks.run_phase(state.config, "poststop",
+                        hooks.state_for(state.config, state.id, STOPPED, 0, state.bundle))
     except LowrunError as exc:
         print(f"lowrun: warning: {exc}", file=sys.stderr)
-
-
-def hook_state_stopped(state: ContainerState) -> dict[str, Any]:
-    return {
-        "ociVersion": state.config.get("ociVersion", ""),
-        "id": state.id,
-        "status": STOPPED,
-        "pid": 0,
-        "bundle": state.bundle,
-        "annotations": state.annotations,
-    }
 
 
 def _stop(state: ContainerState, status: str) -> None:
