@@ -45,11 +45,11 @@ class CreateOptions:
 
 
 def create(store: StateStore, container_id: str, opts: CreateOptions) -> ContainerState:
-    prewarm.start()
     bundle = load_bundle(opts.bundle)
     config = bundle.config
     exeguard.ensure(config)
     process.close_inherited_from(3 + opts.preserve_fds)
+    prewarm.start()
     if (config.get("process") or {}).get("terminal") and not opts.console_socket:
         raise UsageError("process.terminal is true: --console-socket is required")
     plan = namespaces.plan(config)

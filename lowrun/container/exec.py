@@ -12,6 +12,7 @@ import _socket
 import os
 
 from lowrun import console, exeguard, namespaces, process, syscalls
+from lowrun.cgroups import prewarm
 from lowrun.container.create import write_pid_file
 from lowrun.container.init import (
     Privileges,
@@ -56,6 +57,7 @@ def exec_in(store: StateStore, container_id: str, opts: ExecOptions) -> int:
         raise UsageError("--tty needs --console-socket")
     exeguard.ensure(state.config, opts.process)
     process.close_inherited_from(3 + opts.preserve_fds)
+    prewarm.start()
     parent_end, child_end = Channel.pair()
     syscalls.set_child_subreaper()
     stage1_pid = os.fork()
