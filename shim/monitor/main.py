@@ -118,11 +118,19 @@ def main(argv: list[str] | None = None) -> int:
         from shim.monitor.zygote import serve
 
         return serve(args[1])
+    usage = "usage: shim-monitor TASK_DIR/monitor.json | --zygote SOCKET\n"
+    if args in (["--help"], ["-h"]):
+        sys.stdout.write(usage)
+        return 0
     if len(args) != 1:
-        sys.stderr.write("usage: shim-monitor TASK_DIR/monitor.json | --zygote SOCKET\n")
+        sys.stderr.write(usage)
         return 2
-    with open(args[0]) as fh:
-        cfg = json.load(fh)
+    try:
+        with open(args[0]) as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"shim-monitor: {args[0]}: {exc}\n")
+        return 2
     report = fork_monitor(cfg)
     if report.startswith("ok "):
         sys.stdout.write(report[3:] + "\n")
