@@ -12,13 +12,12 @@ the same channel for another one. gRPC statuses come back as the exceptions of
 
 from __future__ import annotations
 
-import functools
 import json
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,10 +33,9 @@ from shim.api.v1 import (
     version_pb2,
     version_pb2_grpc,
 )
-from shim.errors import ShimError, from_status
+from shim.errors import from_rpc_error, from_status, translate_rpc_errors
 
 DEFAULT_ADDRESS = "/run/berth-shim/shim.sock"
-T = TypeVar("T")
 
 STATUS_NAMES = {v: k.lower() for k, v in tasks_pb2.Status.items()}
 
@@ -80,25 +78,6 @@ class ExitStatus:
     exit_status: int
     exited_at_ns: int
     oom_killed: bool = False
-
-
-def _translate(fn: Callable[..., T]) -> Callable[..., T]:
-    """gRPC errors -> shim.errors exceptions."""
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    return call
-
-
-def _error(exc: grpc.RpcError) -> ShimError:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return from_status(code, details or str(code))
 
 
 class Client:
@@ -146,18 +125,18 @@ class Client:
             raise Unavailable(f"shimd does not answer on {self.address} "
                               f"within {timeout}s") from None
 
-    @_translate
+    @translate_rpc_errors
     def health(self) -> str:
         resp = self._health.Check(health_pb2.HealthCheckRequest(), timeout=self.timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
 
-    @_translate
+    @translate_rpc_errors
     def version(self) -> version_pb2.VersionResponse:
         return self._version.Version(version_pb2.VersionRequest(), timeout=self.timeout)  # type: ignore[no-any-return]
 
     # ---- containers ---------------------------------------------------------------
 
-    @_translate
+    @translate_rpc_errors
     def create_container(
         self, container_id: str, spec: dict[str, Any] | None = None, *, image: str = "",
         runtime: str = "", labels: dict[str, str] | None = None, snapshot_key: str = "",
@@ -172,18 +151,18 @@ class Client:
         return self.containers.Create(containers_pb2.CreateContainerRequest(container=msg),  # type: ignore[no-any-return]
                                       metadata=self._md, timeout=self.timeout).container
 
-    @_translate
+    @translate_rpc_errors
     def get_container(self, container_id: str) -> containers_pb2.Container:
         return self.containers.Get(containers_pb2.GetContainerRequest(id=container_id),  # type: ignore[no-any-return]
                                    metadata=self._md, timeout=self.timeout).container
 
-    @_translate
+    @translate_rpc_errors
     def list_containers(self, *filters: str) -> list[containers_pb2.Container]:
         resp = self.containers.List(containers_pb2.ListContainersRequest(filters=filters),
                                     metadata=self._md, timeout=self.timeout)
         return list(resp.containers)
 
-    @_translate
+    @translate_rpc_errors
     def update_container(self, container_id: str, *, labels: dict[str, str] | None = None,
                          image: str | None = None) -> containers_pb2.Container:
         mask = []
@@ -198,14 +177,14 @@ class Client:
             containers_pb2.UpdateContainerRequest(container=msg, update_mask=mask),
             metadata=self._md, timeout=self.timeout).container
 
-    @_translate
+    @translate_rpc_errors
     def delete_container(self, container_id: str) -> None:
         self.containers.Delete(containers_pb2.DeleteContainerRequest(id=container_id),
                                metadata=self._md, timeout=self.timeout)
 
     # ---- tasks --------------------------------------------------------------------
 
-    @_translate
+    @translate_rpc_errors
     def create_task(self, container_id: str, *, rootfs: list[Mount] | None = None,
                     stdio: Stdio | None = None, log: LogConfig | None = None) -> int:
         req = tasks_pb2.CreateTaskRequest(
@@ -217,20 +196,20 @@ class Client:
                                                  max_files=log.max_files))
         return int(self.tasks.Create(req, metadata=self._md, timeout=self.timeout).pid)
 
-    @_translate
+    @translate_rpc_errors
     def start(self, container_id: str, exec_id: str = "") -> int:
         return int(self.tasks.Start(tasks_pb2.StartRequest(container_id=container_id,
                                                            exec_id=exec_id),
                                     metadata=self._md, timeout=self.timeout).pid)
 
-    @_translate
+    @translate_rpc_errors
     def kill(self, container_id: str, signal: int = 15, *, exec_id: str = "",
              all: bool = False) -> None:
         self.tasks.Kill(tasks_pb2.KillRequest(container_id=container_id, exec_id=exec_id,
                                               signal=signal, all=all),
                         metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def wait(self, container_id: str, exec_id: str = "",
              timeout: float | None = None) -> ExitStatus:
         resp = self.tasks.Wait(tasks_pb2.WaitRequest(container_id=container_id,
@@ -238,25 +217,25 @@ class Client:
                                metadata=self._md, timeout=timeout)
         return ExitStatus(resp.exit_status, resp.exited_at.ToNanoseconds(), resp.oom_killed)
 
-    @_translate
+    @translate_rpc_errors
     def delete_task(self, container_id: str, exec_id: str = "",
                     force: bool = False) -> tasks_pb2.DeleteResponse:
         return self.tasks.Delete(tasks_pb2.DeleteTaskRequest(  # type: ignore[no-any-return]
             container_id=container_id, exec_id=exec_id, force=force),
             metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def get_task(self, container_id: str, exec_id: str = "") -> tasks_pb2.Process:
         return self.tasks.Get(tasks_pb2.GetRequest(container_id=container_id,  # type: ignore[no-any-return]
                                                    exec_id=exec_id),
                               metadata=self._md, timeout=self.timeout).process
 
-    @_translate
+    @translate_rpc_errors
     def list_tasks(self, *filters: str) -> list[tasks_pb2.Process]:
         return list(self.tasks.List(tasks_pb2.ListTasksRequest(filters=filters),
                                     metadata=self._md, timeout=self.timeout).tasks)
 
-    @_translate
+    @translate_rpc_errors
     def exec(self, container_id: str, exec_id: str, process: dict[str, Any],
              stdio: Stdio | None = None) -> None:
         """Add an exec process (start it with start(container_id, exec_id)); `process`
@@ -265,40 +244,40 @@ class Client:
             container_id=container_id, exec_id=exec_id, spec=json.dumps(process).encode(),
             stdio=(stdio or Stdio()).proto()), metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def resize_pty(self, container_id: str, width: int, height: int,
                    exec_id: str = "") -> None:
         self.tasks.ResizePty(tasks_pb2.ResizePtyRequest(
             container_id=container_id, exec_id=exec_id, width=width, height=height),
             metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def close_io(self, container_id: str, exec_id: str = "") -> None:
         self.tasks.CloseIO(tasks_pb2.CloseIORequest(container_id=container_id,
                                                     exec_id=exec_id, stdin=True),
                            metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def pause(self, container_id: str) -> None:
         self.tasks.Pause(tasks_pb2.PauseTaskRequest(container_id=container_id),
                          metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def resume(self, container_id: str) -> None:
         self.tasks.Resume(tasks_pb2.ResumeTaskRequest(container_id=container_id),
                           metadata=self._md, timeout=self.timeout)
 
-    @_translate
+    @translate_rpc_errors
     def pids(self, container_id: str) -> list[tasks_pb2.ProcessInfo]:
         return list(self.tasks.ListPids(tasks_pb2.ListPidsRequest(container_id=container_id),
                                         metadata=self._md, timeout=self.timeout).processes)
 
-    @_translate
+    @translate_rpc_errors
     def stats(self, container_id: str) -> tasks_pb2.Metrics:
         return self.tasks.Stats(tasks_pb2.StatsRequest(container_id=container_id),  # type: ignore[no-any-return]
                                 metadata=self._md, timeout=self.timeout).metrics
 
-    @_translate
+    @translate_rpc_errors
     def update_task(self, container_id: str, resources: dict[str, Any]) -> None:
         """Apply OCI linux.resources (e.g. {"memory": {"limit": N}}) to a running task."""
         self.tasks.Update(tasks_pb2.UpdateTaskRequest(
@@ -316,7 +295,7 @@ class Client:
         try:
             metadata = dict(call.initial_metadata() or ())
         except grpc.RpcError as exc:
-            raise _error(exc) from None
+            raise from_rpc_error(exc) from None
         if metadata.get("berth-subscribed") != "1":  # the call ended instead
             raise from_status(call.code(), call.details() or "subscription refused")
         return EventStream(call)
@@ -338,7 +317,7 @@ class EventStream:
                 self._queue.put(envelope)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.CANCELLED:
-                self._queue.put(_error(exc))
+                self._queue.put(from_rpc_error(exc))
         self._queue.put(self._END)
 
     def next(self, timeout: float | None = 10.0) -> events_pb2.Envelope:

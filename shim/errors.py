@@ -6,6 +6,10 @@ client turns statuses back into the same exceptions (`from_status`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import grpc
 
 
@@ -48,3 +52,26 @@ _BY_CODE: dict[grpc.StatusCode, type[ShimError]] = {
 def from_status(code: grpc.StatusCode, message: str) -> ShimError:
     """The exception a client raises for a status the server sent."""
     return _BY_CODE.get(code, ShimError)(message)
+
+
+def from_rpc_error(exc: grpc.RpcError) -> ShimError:
+    """The exception a client raises for a failed call."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return from_status(code, details or str(code))
+
+
+T = TypeVar("T")
+
+
+def translate_rpc_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a client method: gRPC errors become this module's exceptions."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from None
+
+    return call

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import functools
 import queue
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -28,7 +27,7 @@ from shim.api.v1 import (
 )
 from shim.content.api import write_blob
 from shim.content.store import Info, IngestStatus
-from shim.errors import AlreadyExists, NotFound, ShimError, from_status
+from shim.errors import AlreadyExists, NotFound, from_rpc_error, translate_rpc_errors
 from shim.images.gc import PruneResult
 from shim.images.oci import DEFAULT_PLATFORM, Platform
 from shim.images.reference import parse_reference
@@ -52,25 +51,7 @@ from shim.services.convert import (
 )
 from shim.snapshots import Mount, SnapshotInfo
 
-T = TypeVar("T")
 CHUNK = 1 << 20
-
-
-def _translate(fn: Callable[..., T]) -> Callable[..., T]:
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-
-    return call
-
-
-def _error(exc: grpc.RpcError) -> ShimError:
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return from_status(code, details or str(code))
 
 
 class RemoteWriter:
@@ -93,7 +74,7 @@ class RemoteWriter:
             return next(self._responses)
         except grpc.RpcError as exc:
             self._open = False
-            raise _error(exc) from None
+            raise from_rpc_error(exc) from None
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
@@ -137,7 +118,7 @@ class RemoteContent:
         self.stub = content_pb2_grpc.ContentStub(channel)
         self.md = namespaces.metadata(namespace)
 
-    @_translate
+    @translate_rpc_errors
     def info(self, digest: str) -> Info:
         resp = self.stub.Info(content_pb2.ContentInfoRequest(digest=digest), metadata=self.md)
         return info_from(resp.info)
@@ -149,7 +130,7 @@ class RemoteContent:
             return False
         return True
 
-    @_translate
+    @translate_rpc_errors
     def list(self, *filters: str) -> list[Info]:
         out: list[Info] = []
         for resp in self.stub.List(content_pb2.ListContentRequest(filters=list(filters)),
@@ -157,14 +138,14 @@ class RemoteContent:
             out.extend(info_from(i) for i in resp.info)
         return out
 
-    @_translate
+    @translate_rpc_errors
     def update(self, digest: str, labels: dict[str, str], replace: bool = False) -> Info:
         mask = ["labels"] if replace else [f"labels.{k}" for k in labels]
         resp = self.stub.Update(content_pb2.UpdateContentRequest(
             info=info_pb(Info(digest, 0, 0, 0, labels)), update_mask=mask), metadata=self.md)
         return info_from(resp.info)
 
-    @_translate
+    @translate_rpc_errors
     def delete(self, digest: str) -> None:
         self.stub.Delete(content_pb2.DeleteContentRequest(digest=digest), metadata=self.md)
 
@@ -175,22 +156,22 @@ class RemoteContent:
                     digest=digest, offset=offset, size=size), metadata=self.md):
                 yield resp.data
         except grpc.RpcError as exc:
-            raise _error(exc) from None
+            raise from_rpc_error(exc) from None
 
     def read_bytes(self, digest: str) -> bytes:
         return b"".join(self.read(digest))
 
-    @_translate
+    @translate_rpc_errors
     def status(self, ref: str) -> IngestStatus:
         resp = self.stub.Status(content_pb2.IngestStatusRequest(ref=ref), metadata=self.md)
         return ingest_from(resp.status)
 
-    @_translate
+    @translate_rpc_errors
     def list_statuses(self) -> builtins.list[IngestStatus]:
         resp = self.stub.ListStatuses(content_pb2.ListIngestsRequest(), metadata=self.md)
         return [ingest_from(s) for s in resp.statuses]
 
-    @_translate
+    @translate_rpc_errors
     def abort(self, ref: str) -> None:
         self.stub.Abort(content_pb2.AbortIngestRequest(ref=ref), metadata=self.md)
 
@@ -208,25 +189,25 @@ class RemoteImages:
     def __init__(self, channel: grpc.Channel) -> None:
         self.stub = images_pb2_grpc.ImagesStub(channel)
 
-    @_translate
+    @translate_rpc_errors
     def get(self, namespace: str, name: str) -> Image:
         resp = self.stub.Get(images_pb2.GetImageRequest(name=name),
                              metadata=namespaces.metadata(namespace))
         return image_from(resp.image)
 
-    @_translate
+    @translate_rpc_errors
     def list(self, namespace: str, *filters: str) -> list[Image]:
         resp = self.stub.List(images_pb2.ListImagesRequest(filters=list(filters)),
                               metadata=namespaces.metadata(namespace))
         return [image_from(i) for i in resp.images]
 
-    @_translate
+    @translate_rpc_errors
     def create(self, namespace: str, image: Image) -> Image:
         resp = self.stub.Create(images_pb2.CreateImageRequest(image=image_pb(image)),
                                 metadata=namespaces.metadata(namespace))
         return image_from(resp.image)
 
-    @_translate
+    @translate_rpc_errors
     def update(self, namespace: str, image: Image) -> Image:
         resp = self.stub.Update(images_pb2.UpdateImageRequest(image=image_pb(image)),
                                 metadata=namespaces.metadata(namespace))
@@ -238,18 +219,18 @@ class RemoteImages:
         except AlreadyExists:
             return self.update(namespace, image)
 
-    @_translate
+    @translate_rpc_errors
     def delete(self, namespace: str, name: str) -> None:
         self.stub.Delete(images_pb2.DeleteImageRequest(name=name),
                          metadata=namespaces.metadata(namespace))
 
-    @_translate
+    @translate_rpc_errors
     def unpack(self, namespace: str, name: str) -> str:
         resp = self.stub.Unpack(images_pb2.UnpackImageRequest(name=name),
                                 metadata=namespaces.metadata(namespace))
         return str(resp.chain_id)
 
-    @_translate
+    @translate_rpc_errors
     def prune(self, grace: float = -1, dry_run: bool = False) -> PruneResult:
         resp = self.stub.Prune(images_pb2.PruneRequest(grace_seconds=grace, dry_run=dry_run))
         return PruneResult(list(resp.blobs), list(resp.snapshots), resp.bytes_freed)
@@ -259,23 +240,23 @@ class RemoteSnapshots:
     def __init__(self, channel: grpc.Channel) -> None:
         self.stub = snapshots_pb2_grpc.SnapshotsStub(channel)
 
-    @_translate
+    @translate_rpc_errors
     def prepare(self, key: str, parent: str = "",
                 labels: dict[str, str] | None = None) -> list[Mount]:
         resp = self.stub.Prepare(snapshots_pb2.PrepareSnapshotRequest(
             key=key, parent=parent, labels=labels or {}))
         return [mount_from(m) for m in resp.mounts]
 
-    @_translate
+    @translate_rpc_errors
     def mounts(self, key: str) -> list[Mount]:
         resp = self.stub.Mounts(snapshots_pb2.SnapshotMountsRequest(key=key))
         return [mount_from(m) for m in resp.mounts]
 
-    @_translate
+    @translate_rpc_errors
     def remove(self, key: str) -> None:
         self.stub.Remove(snapshots_pb2.RemoveSnapshotRequest(key=key))
 
-    @_translate
+    @translate_rpc_errors
     def list(self, *filters: str) -> list[SnapshotInfo]:
         out: list[SnapshotInfo] = []
         for resp in self.stub.List(snapshots_pb2.ListSnapshotsRequest(filters=list(filters))):

@@ -110,8 +110,8 @@ def test_rootfs_through_services(shimd, client, tmp_path):
             client.snapshots.stub.Usage(snapshots_pb2.SnapshotUsageRequest(
                 snapshotter="btrfs", key="default/c1"))
         except grpc.RpcError as exc:
-            from shim.images.remote import _error
-            raise _error(exc) from None
+            from shim.errors import from_rpc_error
+            raise from_rpc_error(exc) from None
     assert client.images.prune(0).snapshots == []
     client.release_container_rootfs("c1")
     client.images.delete("default", "docker.io/library/busybox:latest")
