@@ -483,14 +483,21 @@ def _remount_path(rootfd: int, path: str, flags: int) -> None:
         os.close(fd)
 
 
-def _readonly_path(rootfd: int, path: str) -> None:
-    """Bind `path` onto itself and remount it read-only; a missing path is skipped."""
+def _open_existing(rootfd: int, path: str) -> int | None:
+    """An O_PATH fd of `path` inside the root, or None if it does not exist there."""
     try:
-        fd = safepath.open_in_root(rootfd, path)
+        return safepath.open_in_root(rootfd, path)
     except SyscallError as exc:
         if exc.errno == errno.ENOENT:
-            return
+            return None
         raise
+
+
+def _readonly_path(rootfd: int, path: str) -> None:
+    """Bind `path` onto itself and remount it read-only; a missing path is skipped."""
+    fd = _open_existing(rootfd, path)
+    if fd is None:
+        return
     try:
         target = _target(fd, path)
         sc.mount(target, target, None, sc.MS_BIND | sc.MS_REC)
@@ -512,12 +519,9 @@ def _readonly_path(rootfd: int, path: str) -> None:
 
 def _mask_path(rootfd: int, path: str) -> None:
     """Hide `path`: /dev/null bound over a file, an empty read-only tmpfs over a directory."""
-    try:
-        fd = safepath.open_in_root(rootfd, path)
-    except SyscallError as exc:
-        if exc.errno == errno.ENOENT:
-            return
-        raise
+    fd = _open_existing(rootfd, path)
+    if fd is None:
+        return
     try:
         target = _target(fd, path)
         if stat.S_ISDIR(os.fstat(fd).st_mode):
