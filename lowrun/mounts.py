@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from lowrun import syscalls as sc
+from lowrun.cgroups.host import parse_proc_cgroup
 from lowrun.errors import ConfigError, SyscallError
 
 TYPE_CHECKING = False
@@ -365,19 +366,6 @@ def v1_subsystems(m: MountInfo) -> tuple[str, ...]:
     return tuple(
         o for o in m.super_options if o in V1_CONTROLLERS or o.startswith("name=")
     )
-
-
-def parse_proc_cgroup(text: str) -> dict[str, str]:
-    """/proc/self/cgroup -> {controller or name=X or "" (v2): path}."""
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        for c in controllers.split(",") if controllers else [""]:
-            paths[c] = path
-    return paths
 
 
 class CgroupMount(Record):

@@ -22,6 +22,7 @@ import stat
 from lowrun import devices as devs
 from lowrun import mounts, safepath
 from lowrun import syscalls as sc
+from lowrun.cgroups.host import parse_proc_cgroup
 from lowrun.errors import ConfigError, SyscallError, suppress
 from lowrun.mounts import MountError, MountSpec
 
@@ -370,7 +371,7 @@ def _mount_cgroup2(root: str, rootfd: int, spec: MountSpec, cgroupns: bool) -> N
     if unified is None:
         raise SyscallError(errno.ENOENT, "mount", "the host has no cgroup2 mount to bind")
     with open("/proc/self/cgroup", encoding="utf-8") as f:
-        own = mounts.parse_proc_cgroup(f.read()).get("", "/")
+        own = parse_proc_cgroup(f.read()).get("", "/")
     rel = os.path.relpath(own, unified.root)
     source = os.path.normpath(os.path.join(unified.mountpoint, rel))
     _mount_bind(root, rootfd, fresh._replace(kind="bind", source=source, options=fresh.options

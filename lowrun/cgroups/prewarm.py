@@ -14,6 +14,8 @@ from __future__ import annotations
 import _thread
 import os
 
+from lowrun.cgroups.host import parse_proc_cgroup
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 PREFERRED = ("pids", "memory", "cpu")
 
@@ -21,14 +23,12 @@ PREFERRED = ("pids", "memory", "cpu")
 def _own_procs_file() -> str | None:
     try:
         with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
+            text = f.read()
     except OSError:
         return None
-    paths: dict[str, str] = {}
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for name in controllers.split(",") if controllers else ["unified"]:
-            paths[name] = path
+    paths = parse_proc_cgroup(text)
+    if "" in paths:
+        paths["unified"] = paths.pop("")
     for name in (*PREFERRED, "unified"):
         if name not in paths:
             continue

@@ -18,6 +18,7 @@ import pytest
 
 from lowrun import mounts, rootfs
 from lowrun import syscalls as sc
+from lowrun.cgroups.host import parse_proc_cgroup
 from tests.support.bundle import base_config
 from tests.support.inchild import ChildFailed, read_mounts, run_in_child
 from tests.support.rootfs import copy_rootfs
@@ -309,7 +310,7 @@ def test_cgroup_v1_without_cgroupns_binds_own_cgroups(bundle: Path) -> None:
 
     def inside() -> dict[str, Any]:
         with open("/proc/self/cgroup") as f:
-            own = mounts.parse_proc_cgroup(f.read())
+            own = parse_proc_cgroup(f.read())
         build(config, bundle)
         info = mountinfo()
         return {

@@ -8,6 +8,7 @@ import pytest
 
 from lowrun import devices, mounts, rootfs
 from lowrun import syscalls as sc
+from lowrun.cgroups.host import parse_proc_cgroup
 from lowrun.errors import ConfigError, SyscallError
 from lowrun.mounts import MountError, parse_mount, parse_options
 
@@ -177,7 +178,7 @@ def test_cgroup_v1_plan_binds_own_cgroup_per_hierarchy() -> None:
 
 
 def test_parse_proc_cgroup() -> None:
-    paths = mounts.parse_proc_cgroup(PROC_CGROUP)
+    paths = parse_proc_cgroup(PROC_CGROUP)
     assert paths["cpu"] == paths["cpuacct"] == "/"
     assert paths["name=systemd"] == "/user.slice"
     assert paths[""] == "/"
