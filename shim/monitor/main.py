@@ -22,7 +22,7 @@ import signal
 import sys
 
 from shim.monitor import cgroup
-from shim.monitor.monitor import Monitor
+from shim.monitor.monitor import Monitor, read_all
 from shim.monitor.server import Server
 
 TYPE_CHECKING = False  # not typing's: importing typing costs each monitor memory
@@ -46,14 +46,7 @@ def fork_monitor(cfg: dict[str, Any], close_fds: tuple[int, ...] = ()) -> str:
         finally:
             os._exit(code)
     os.close(w)
-    chunks = []
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    report = b"".join(chunks).decode(errors="replace")
+    report = read_all(r).decode(errors="replace")
     if not report.startswith("ok "):
         os.waitpid(pid, 0)  # gone before shimd reports the failure
         return report if report.startswith("error ") else "error monitor died during create"

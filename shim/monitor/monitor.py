@@ -41,6 +41,17 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+def read_all(fd: int) -> bytes:
+    """Read a pipe to its end, then close it."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _drain(fd: int) -> str:
     """What a failed runtime left in its stderr pipe."""
     os.set_blocking(fd, False)
@@ -144,15 +155,8 @@ class Monitor:
         finally:
             os.close(w)
             os.close(null)
-        chunks = []
-        while True:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(r)
+        out = read_all(r).decode(errors="replace").strip()
         code = _exit_code(os.waitpid(pid, 0)[1])
-        out = b"".join(chunks).decode(errors="replace").strip()
         if code != 0:
             raise RuntimeFailed(f"{os.path.basename(self.cfg['runtime'])} {args[0]} failed "
                                 f"(exit {code}): {out or 'no message'}")
